@@ -1,0 +1,87 @@
+package processor
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the processor's Prometheus series. Names follow the
+// Prometheus conventions: a unit suffix, _total on counters.
+type metrics struct {
+	commands       *prometheus.CounterVec
+	deadLetters    prometheus.Counter
+	duplicates     prometheus.Counter
+	latency        prometheus.Histogram
+	batchSize      prometheus.Histogram
+	txSeconds      prometheus.Histogram
+	published      prometheus.Counter
+	publishSeconds prometheus.Histogram
+	publishErrors  prometheus.Counter
+	batchErrors    *prometheus.CounterVec
+	outboxLast     *prometheus.GaugeVec
+	committedSeq   *prometheus.GaugeVec
+	nextOffset     *prometheus.GaugeVec
+	owned          prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := func(c prometheus.Collector) {
+		if reg != nil {
+			reg.MustRegister(c)
+		}
+	}
+	m := &metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderflow_commands_total",
+			Help: "Commands decided, by action, outcome and rejection reason (empty when accepted).",
+		}, []string{"action", "outcome", "reason"}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_dead_letters_total", Help: "Records sent to the DLQ because they could not be decoded or were invalid.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_duplicate_commands_total", Help: "Commands skipped because their command_id already had an outcome.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "orderflow_command_latency_seconds",
+			Help:    "From a command's requested_at to the commit of its outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "orderflow_batch_records", Help: "Records per committed batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		txSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "orderflow_batch_transaction_seconds", Help: "PostgreSQL transaction time per batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_outbox_published_total", Help: "Events and DLQ records published from the outbox.",
+		}),
+		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "orderflow_outbox_publish_seconds", Help: "Time of one Kafka transaction of the outbox publisher.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_outbox_publish_errors_total", Help: "Failed publisher transactions (each followed by a recovery).",
+		}),
+		batchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderflow_batch_errors_total", Help: "Batches that failed to commit, by kind (retried unless fenced).",
+		}, []string{"kind"}),
+		outboxLast: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderflow_outbox_published_seq", Help: "Last outbox sequence number published, per partition.",
+		}, []string{"partition"}),
+		committedSeq: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderflow_outbox_committed_seq", Help: "Last outbox sequence number committed, per partition; minus published_seq it is what waits to be published.",
+		}, []string{"partition"}),
+		nextOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderflow_partition_next_offset", Help: "Next command offset to process, per owned partition.",
+		}, []string{"partition"}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orderflow_partitions_owned", Help: "Command partitions this process owns.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.commands, m.deadLetters, m.duplicates, m.latency, m.batchSize, m.txSeconds,
+		m.published, m.publishSeconds, m.publishErrors, m.batchErrors, m.outboxLast, m.committedSeq, m.nextOffset, m.owned} {
+		f(c)
+	}
+	return m
+}

@@ -1,0 +1,337 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrFenced means this process no longer owns the partition: another member
+// claimed it after a rebalance. The batch was rolled back and must not be
+// retried here.
+var ErrFenced = errors.New("partition claimed by another member")
+
+// ErrConcurrentWrite means an order row was not at the version this
+// partition's owner read. Only the owner writes an order, so this is a bug or
+// a second deployment writing to the same database; the batch is rolled back.
+var ErrConcurrentWrite = errors.New("order changed concurrently")
+
+// Position is where a command partition stands: the next offset to consume
+// and the next outbox sequence number to allocate.
+type Position struct {
+	NextOffset int64
+	NextSeq    int64
+}
+
+// Owner identifies one claim of one partition.
+type Owner struct {
+	Topic     string
+	Partition int32
+	Token     string // unique per claim
+}
+
+// OrderState is an order's row as a batch reads it.
+type OrderState struct {
+	State     string
+	Version   int64
+	CreatedAt time.Time
+}
+
+// Outcome is one transitions row: the outcome of one command. Empty strings
+// are stored as NULL.
+type Outcome struct {
+	Seq           int64
+	Offset        int64
+	EventID       string
+	CommandID     string
+	OrderID       string
+	Action        string
+	Outcome       string
+	FromState     string
+	ToState       string
+	Version       int64
+	Reason        string
+	Message       string
+	Actor         string
+	CommandReason string
+	Metadata      []byte
+	RequestedAt   *time.Time
+	ProcessedAt   time.Time
+}
+
+// DeadLetter is a record that could not be decoded, kept with why.
+type DeadLetter struct {
+	Seq         int64
+	Offset      int64
+	Key         []byte
+	Value       []byte
+	Error       string
+	ProcessedAt time.Time
+}
+
+// OrderWrite is the final state of one order after a batch: one write per
+// order per batch, whatever number of transitions the batch applied to it.
+// PrevVersion is the version the batch read (0: the order is new).
+type OrderWrite struct {
+	OrderID     string
+	State       string
+	Version     int64
+	PrevVersion int64
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Snapshot is what a batch reads under the partition lock before deciding.
+type Snapshot struct {
+	Position Position
+	Orders   map[string]OrderState
+	Seen     map[string]bool // command_ids that already have an outcome
+}
+
+// Writes is what a batch decided. NextOffset and NextSeq become the
+// partition's new position in the same transaction.
+type Writes struct {
+	Position    Position
+	Outcomes    []Outcome
+	DeadLetters []DeadLetter
+	Orders      []OrderWrite
+}
+
+// Claim makes owner the partition's only writer and returns where it stands.
+// A member that claimed it before can no longer commit a batch (ErrFenced).
+// The row lock makes a claim wait for a batch in flight to finish, so the
+// position returned includes it.
+func Claim(ctx context.Context, pool *pgxpool.Pool, o Owner) (Position, error) {
+	var p Position
+	err := pool.QueryRow(ctx, `
+		INSERT INTO partition_offsets (topic, topic_partition, next_offset, next_seq, owner, claimed_at)
+		VALUES ($1, $2, 0, 1, $3, now())
+		ON CONFLICT (topic, topic_partition) DO UPDATE SET owner = EXCLUDED.owner, claimed_at = now()
+		RETURNING next_offset, next_seq`, o.Topic, o.Partition, o.Token).Scan(&p.NextOffset, &p.NextSeq)
+	if err != nil {
+		return p, fmt.Errorf("claim %s/%d: %w", o.Topic, o.Partition, err)
+	}
+	return p, nil
+}
+
+// RunBatch runs one batch in ONE transaction: it locks the partition's
+// position row (failing with ErrFenced if owner lost the claim), reads the
+// orders and command_ids the batch touches, calls decide, and writes its
+// decision: outcomes, de-duplication rows, dead letters, order rows (version
+// checked) and the new position. Either all of it commits or none of it.
+func RunBatch(ctx context.Context, pool *pgxpool.Pool, o Owner, orderIDs, commandIDs []string,
+	decide func(Snapshot) (Writes, error),
+) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		snap, err := read(ctx, tx, o, orderIDs, commandIDs)
+		if err != nil {
+			return err
+		}
+		w, err := decide(snap)
+		if err != nil {
+			return err
+		}
+		return write(ctx, tx, o, w)
+	})
+}
+
+func read(ctx context.Context, tx pgx.Tx, o Owner, orderIDs, commandIDs []string) (Snapshot, error) {
+	snap := Snapshot{Orders: make(map[string]OrderState, len(orderIDs)), Seen: make(map[string]bool)}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT next_offset, next_seq FROM partition_offsets
+		WHERE topic = $1 AND topic_partition = $2 AND owner = $3 FOR UPDATE`, o.Topic, o.Partition, o.Token)
+	b.Queue(`SELECT order_id, state, version, created_at FROM orders WHERE order_id = ANY($1)`, orderIDs)
+	b.Queue(`SELECT command_id FROM commands WHERE command_id = ANY($1)`, commandIDs)
+	res := tx.SendBatch(ctx, b)
+	defer res.Close()
+
+	err := res.QueryRow().Scan(&snap.Position.NextOffset, &snap.Position.NextSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return snap, ErrFenced
+	}
+	if err != nil {
+		return snap, fmt.Errorf("lock position: %w", err)
+	}
+	rows, err := res.Query()
+	if err != nil {
+		return snap, fmt.Errorf("read orders: %w", err)
+	}
+	var (
+		id string
+		s  OrderState
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &s.State, &s.Version, &s.CreatedAt}, func() error {
+		snap.Orders[id] = s
+		return nil
+	})
+	if err != nil {
+		return snap, fmt.Errorf("read orders: %w", err)
+	}
+	rows, err = res.Query()
+	if err != nil {
+		return snap, fmt.Errorf("read command ids: %w", err)
+	}
+	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+		snap.Seen[id] = true
+		return nil
+	})
+	if err != nil {
+		return snap, fmt.Errorf("read command ids: %w", err)
+	}
+	return snap, res.Close()
+}
+
+func write(ctx context.Context, tx pgx.Tx, o Owner, w Writes) error {
+	b := &pgx.Batch{}
+	var checks []func(pgconn.CommandTag) error
+
+	if n := len(w.Outcomes); n > 0 {
+		cols := outcomeColumns(w.Outcomes)
+		b.Queue(`INSERT INTO transitions (processed_at, topic_partition, source_offset, seq, event_id, command_id,
+				order_id, action, outcome, from_state, to_state, version, reason, message, actor, command_reason,
+				metadata, requested_at)
+			SELECT u.processed_at, $1, u.source_offset, u.seq, u.event_id, u.command_id, u.order_id, u.action,
+				u.outcome, u.from_state, u.to_state, u.version, u.reason, u.message, u.actor, u.command_reason,
+				u.metadata::json, u.requested_at
+			FROM unnest($2::timestamptz[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+				$8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[],
+				$15::text[], $16::text[], $17::text[], $18::timestamptz[])
+			AS u(processed_at, source_offset, seq, event_id, command_id, order_id, action, outcome, from_state,
+				to_state, version, reason, message, actor, command_reason, metadata, requested_at)`,
+			o.Partition, cols.processedAt, cols.offset, cols.seq, cols.eventID, cols.commandID, cols.orderID,
+			cols.action, cols.outcome, cols.fromState, cols.toState, cols.version, cols.reason, cols.message,
+			cols.actor, cols.commandReason, cols.metadata, cols.requestedAt)
+		checks = append(checks, nil)
+		// Every outcome is the first for its command_id: the decision
+		// skipped those already seen. A conflict here means it did not,
+		// and the primary key refuses the batch rather than double it.
+		b.Queue(`INSERT INTO commands (command_id, order_id, topic_partition, seq, processed_at)
+			SELECT u.command_id, u.order_id, $1, u.seq, u.processed_at
+			FROM unnest($2::text[], $3::text[], $4::bigint[], $5::timestamptz[]) AS u(command_id, order_id, seq, processed_at)`,
+			o.Partition, cols.commandID, cols.orderID, cols.seq, cols.processedAt)
+		checks = append(checks, nil)
+	}
+
+	var (
+		newIDs, newStates, updIDs, updStates []string
+		newVersions, updVersions, updPrev    []int64
+		newCreated, newUpdated, updUpdated   []time.Time
+	)
+	for _, ow := range w.Orders {
+		if ow.PrevVersion == 0 {
+			newIDs, newStates, newVersions = append(newIDs, ow.OrderID), append(newStates, ow.State), append(newVersions, ow.Version)
+			newCreated, newUpdated = append(newCreated, ow.CreatedAt), append(newUpdated, ow.UpdatedAt)
+		} else {
+			updIDs, updStates, updVersions = append(updIDs, ow.OrderID), append(updStates, ow.State), append(updVersions, ow.Version)
+			updPrev, updUpdated = append(updPrev, ow.PrevVersion), append(updUpdated, ow.UpdatedAt)
+		}
+	}
+	if len(newIDs) > 0 {
+		b.Queue(`INSERT INTO orders (order_id, state, version, created_at, updated_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[])
+			ON CONFLICT (order_id) DO NOTHING`, newIDs, newStates, newVersions, newCreated, newUpdated)
+		checks = append(checks, expectRows(len(newIDs)))
+	}
+	if len(updIDs) > 0 {
+		b.Queue(`UPDATE orders o SET state = u.state, version = u.version, updated_at = u.updated_at
+			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[])
+				AS u(order_id, state, version, prev_version, updated_at)
+			WHERE o.order_id = u.order_id AND o.version = u.prev_version`,
+			updIDs, updStates, updVersions, updPrev, updUpdated)
+		checks = append(checks, expectRows(len(updIDs)))
+	}
+	if n := len(w.DeadLetters); n > 0 {
+		offs, seqs := make([]int64, n), make([]int64, n)
+		keys, vals := make([][]byte, n), make([][]byte, n)
+		errs, ats := make([]string, n), make([]time.Time, n)
+		for i, d := range w.DeadLetters {
+			offs[i], seqs[i], keys[i], vals[i], errs[i], ats[i] = d.Offset, d.Seq, d.Key, d.Value, d.Error, d.ProcessedAt
+		}
+		b.Queue(`INSERT INTO dead_letters (topic_partition, source_offset, seq, record_key, record_value, error, processed_at)
+			SELECT $1, u.* FROM unnest($2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::timestamptz[])
+			AS u(source_offset, seq, record_key, record_value, error, processed_at)`,
+			o.Partition, offs, seqs, keys, vals, errs, ats)
+		checks = append(checks, nil)
+	}
+	b.Queue(`UPDATE partition_offsets SET next_offset = $4, next_seq = $5
+		WHERE topic = $1 AND topic_partition = $2 AND owner = $3`,
+		o.Topic, o.Partition, o.Token, w.Position.NextOffset, w.Position.NextSeq)
+	checks = append(checks, func(tag pgconn.CommandTag) error {
+		if tag.RowsAffected() != 1 {
+			return ErrFenced
+		}
+		return nil
+	})
+
+	res := tx.SendBatch(ctx, b)
+	defer res.Close()
+	for _, check := range checks {
+		tag, err := res.Exec()
+		if err != nil {
+			return fmt.Errorf("write batch: %w", err)
+		}
+		if check != nil {
+			if err := check(tag); err != nil {
+				return err
+			}
+		}
+	}
+	return res.Close()
+}
+
+func expectRows(n int) func(pgconn.CommandTag) error {
+	return func(tag pgconn.CommandTag) error {
+		if got := tag.RowsAffected(); got != int64(n) {
+			return fmt.Errorf("%w: wrote %d of %d order rows", ErrConcurrentWrite, got, n)
+		}
+		return nil
+	}
+}
+
+// columns is a batch of outcomes turned inside out, one array per column, the
+// shape unnest takes. Nullable columns are pointer slices.
+type columns struct {
+	processedAt                                  []time.Time
+	offset, seq, version                         []int64
+	eventID, commandID, orderID, action, outcome []string
+	fromState, toState, reason, message, actor   []*string
+	commandReason, metadata                      []*string
+	requestedAt                                  []*time.Time
+}
+
+func outcomeColumns(os []Outcome) columns {
+	n := len(os)
+	c := columns{
+		processedAt: make([]time.Time, n), offset: make([]int64, n), seq: make([]int64, n), version: make([]int64, n),
+		eventID: make([]string, n), commandID: make([]string, n), orderID: make([]string, n),
+		action: make([]string, n), outcome: make([]string, n),
+		fromState: make([]*string, n), toState: make([]*string, n), reason: make([]*string, n),
+		message: make([]*string, n), actor: make([]*string, n), commandReason: make([]*string, n),
+		metadata: make([]*string, n), requestedAt: make([]*time.Time, n),
+	}
+	for i := range os {
+		o := &os[i]
+		c.processedAt[i], c.offset[i], c.seq[i], c.version[i] = o.ProcessedAt, o.Offset, o.Seq, o.Version
+		c.eventID[i], c.commandID[i], c.orderID[i], c.action[i], c.outcome[i] = o.EventID, o.CommandID, o.OrderID, o.Action, o.Outcome
+		c.fromState[i], c.toState[i], c.reason[i] = nullable(o.FromState), nullable(o.ToState), nullable(o.Reason)
+		c.message[i], c.actor[i], c.commandReason[i] = nullable(o.Message), nullable(o.Actor), nullable(o.CommandReason)
+		if len(o.Metadata) > 0 {
+			m := string(o.Metadata)
+			c.metadata[i] = &m
+		}
+		c.requestedAt[i] = o.RequestedAt
+	}
+	return c
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

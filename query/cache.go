@@ -1,0 +1,273 @@
+package query
+
+import (
+	"container/list"
+	"sync"
+	"time"
+
+	"github.com/orderflow/orderflow/processor/machine"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// lru is a size-bounded map that forgets the least recently used entry
+// first. One mutex guards it: a point read holds it for a map lookup and a
+// list move, well under a microsecond, so it is not worth sharding at the
+// request rates one API replica serves.
+type lru[V any] struct {
+	mu  sync.Mutex
+	max int
+	ll  *list.List // front = most recently used
+	m   map[string]*list.Element
+}
+
+type lruItem[V any] struct {
+	key string
+	val V
+}
+
+// newLRU returns a cache of at most max entries; max <= 0 gives a cache
+// that holds nothing, so callers need no "is caching on" branches.
+func newLRU[V any](max int) *lru[V] {
+	return &lru[V]{max: max, ll: list.New(), m: make(map[string]*list.Element)}
+}
+
+func (c *lru[V]) get(key string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[key]; ok {
+		c.ll.MoveToFront(e)
+		return e.Value.(*lruItem[V]).val, true
+	}
+	var zero V
+	return zero, false
+}
+
+// update sets key to fn(old, found) when fn says so. fn runs under the lock,
+// which is what makes "replace only with a higher version" atomic.
+func (c *lru[V]) update(key string, fn func(old V, found bool) (V, bool)) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, found := c.m[key]
+	var old V
+	if found {
+		old = e.Value.(*lruItem[V]).val
+	}
+	v, ok := fn(old, found)
+	if !ok {
+		return
+	}
+	if found {
+		e.Value.(*lruItem[V]).val = v
+		c.ll.MoveToFront(e)
+		return
+	}
+	c.m[key] = c.ll.PushFront(&lruItem[V]{key: key, val: v})
+	for c.ll.Len() > c.max {
+		last := c.ll.Back()
+		c.ll.Remove(last)
+		delete(c.m, last.Value.(*lruItem[V]).key)
+	}
+}
+
+func (c *lru[V]) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ll.Len()
+}
+
+// snapshot is an order's row as the API serves it.
+type snapshot struct {
+	OrderID   string
+	State     machine.State
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// orderCache holds order snapshots. Its invariant: an entry is only ever
+// replaced by a higher version, so a cached order never goes back in time.
+//
+// A read that misses fetches the row from PostgreSQL and then fills the
+// cache. An event for the same order may be applied in between, newer than
+// the row read; it finds no entry to update, and the fill would then plant
+// the older row for good. So a miss takes a fill ticket first; an event for
+// an order that is not cached raises the ticket's high-water mark; and the
+// fill is dropped when the row is older than that mark. Tickets are guarded
+// by the LRU's own lock, which apply and endFill both hold, so no event can
+// pass between the check and the fill.
+type orderCache struct {
+	*lru[snapshot]
+	pending map[string]*fillTicket // guarded by lru.mu
+}
+
+type fillTicket struct {
+	refs int   // misses of this order in flight
+	seen int64 // highest version an event announced meanwhile
+}
+
+func newOrderCache(max int) *orderCache {
+	return &orderCache{lru: newLRU[snapshot](max), pending: make(map[string]*fillTicket)}
+}
+
+// beginFill is called before reading order id from PostgreSQL; endFill must
+// follow.
+func (c *orderCache) beginFill(id string) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.pending[id]
+	if t == nil {
+		t = &fillTicket{}
+		c.pending[id] = t
+	}
+	t.refs++
+}
+
+// endFill stores the row read (when found) unless an event announced a
+// newer version while it was read.
+func (c *orderCache) endFill(id string, s snapshot, found bool) {
+	c.update(id, func(old snapshot, cached bool) (snapshot, bool) {
+		var seen int64
+		if t := c.pending[id]; t != nil {
+			seen = t.seen
+			if t.refs--; t.refs == 0 {
+				delete(c.pending, id)
+			}
+		}
+		if !found || s.Version < seen {
+			return old, false
+		}
+		return s, !cached || s.Version > old.Version
+	})
+}
+
+// apply folds a committed outcome event into the cache. Rejected outcomes
+// change no order. The event carries no created_at, so an order the cache
+// does not hold becomes an entry only from its create event (created_at is
+// that event's processed_at, as the processor writes it); for any other
+// version it only raises a pending fill's mark.
+func (c *orderCache) apply(ev *topics.Event) {
+	if ev.Outcome != topics.Accepted || ev.ToState == nil || ev.Version < 1 {
+		return
+	}
+	c.update(ev.OrderID, func(old snapshot, cached bool) (snapshot, bool) {
+		switch {
+		case cached && ev.Version <= old.Version:
+			return old, false
+		case cached:
+			old.State, old.Version, old.UpdatedAt = machine.State(*ev.ToState), ev.Version, ev.ProcessedAt
+			return old, true
+		}
+		if t := c.pending[ev.OrderID]; t != nil {
+			t.seen = max(t.seen, ev.Version)
+		}
+		if ev.Version != 1 {
+			return old, false
+		}
+		return snapshot{OrderID: ev.OrderID, State: machine.State(*ev.ToState), Version: 1,
+			CreatedAt: ev.ProcessedAt, UpdatedAt: ev.ProcessedAt}, true
+	})
+}
+
+// outcomeCache maps command_id to its outcome event. Outcomes never change
+// (the first one stands), so any copy is current.
+type outcomeCache struct{ *lru[topics.Event] }
+
+func (c outcomeCache) put(ev topics.Event) {
+	c.update(ev.CommandID, func(_ topics.Event, found bool) (topics.Event, bool) { return ev, !found })
+}
+
+// hub hands committed outcome events to requests waiting for them: a POST
+// waiting for its command's outcome, or a GET waiting for an order to reach
+// min_version. A waiter is registered before the request checks
+// PostgreSQL, so an event published after that check cannot be missed.
+type hub struct {
+	mu       sync.Mutex
+	commands map[string]map[*waiter]struct{}
+	orders   map[string]map[*waiter]struct{}
+	n        int
+}
+
+// waiter receives at most one event on ch (buffered, so publish never
+// blocks on a slow request).
+type waiter struct {
+	ch  chan topics.Event
+	min int64
+}
+
+func newHub() *hub {
+	return &hub{commands: make(map[string]map[*waiter]struct{}), orders: make(map[string]map[*waiter]struct{})}
+}
+
+// waitCommand registers for the outcome of commandID. The returned cancel
+// must be called (it is idempotent): it is what removes a waiter that timed
+// out.
+func (h *hub) waitCommand(commandID string) (*waiter, func()) {
+	return h.add(h.commands, commandID, 0)
+}
+
+// waitOrder registers for an accepted event taking orderID to min or above.
+func (h *hub) waitOrder(orderID string, min int64) (*waiter, func()) {
+	return h.add(h.orders, orderID, min)
+}
+
+func (h *hub) add(m map[string]map[*waiter]struct{}, key string, min int64) (*waiter, func()) {
+	w := &waiter{ch: make(chan topics.Event, 1), min: min}
+	h.mu.Lock()
+	set := m[key]
+	if set == nil {
+		set = make(map[*waiter]struct{})
+		m[key] = set
+	}
+	set[w] = struct{}{}
+	h.n++
+	h.mu.Unlock()
+	return w, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.remove(m, key, w)
+	}
+}
+
+// remove must be called with h.mu held.
+func (h *hub) remove(m map[string]map[*waiter]struct{}, key string, w *waiter) {
+	set := m[key]
+	if _, ok := set[w]; !ok {
+		return
+	}
+	delete(set, w)
+	h.n--
+	if len(set) == 0 {
+		delete(m, key)
+	}
+}
+
+// publish delivers ev to the waiters it satisfies and forgets them.
+func (h *hub) publish(ev *topics.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range h.commands[ev.CommandID] {
+		w.ch <- *ev
+		h.remove(h.commands, ev.CommandID, w)
+	}
+	if ev.Outcome != topics.Accepted {
+		return
+	}
+	for w := range h.orders[ev.OrderID] {
+		if ev.Version >= w.min {
+			w.ch <- *ev
+			h.remove(h.orders, ev.OrderID, w)
+		}
+	}
+}
+
+func (h *hub) waiting() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n
+}
