@@ -142,7 +142,9 @@ func prepareDeployment(ctx context.Context, log *slog.Logger, pool *pgxpool.Pool
 	if err := store.EnsurePartitions(ctx, pool, time.Now()); err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(kopts...)
+	// A short metadata age: Ensure polls metadata until new topics show,
+	// and franz-go would otherwise answer from a 5 s cache.
+	cl, err := kgo.NewClient(append(kopts, kgo.MetadataMinAge(100*time.Millisecond))...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
