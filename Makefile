@@ -63,8 +63,24 @@ run: up build ## Run bin/orderflow serve against the stack (Ctrl-C stops it, not
 	$(WITH_ENV) exec bin/orderflow serve
 
 .PHONY: test
-test: up ## Run all tests against the real Kafka and PostgreSQL
+test: up ## Run all tests against the real Kafka and PostgreSQL, then a short fuzz pass
 	$(WITH_ENV) $(GO) test -count=1 $(TESTFLAGS) $(PKGS)
+	@$(MAKE) -s fuzz FUZZTIME=$(FUZZTIME)
+
+# Every fuzz target as package:Target; `go test -fuzz` takes one target at a time.
+FUZZ_TARGETS := ./topics:FuzzDecodeCommand ./topics:FuzzDecodeEvent \
+	./query:FuzzDecodeCommandBody ./query:FuzzDecodeCursor ./query:FuzzParams
+# How long each target runs: short in `make test`, longer by hand (make fuzz FUZZTIME=5m).
+FUZZTIME ?= 4s
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 4s)
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		if ! grep -q "^func $$name(" $$pkg/*_test.go; then echo "fuzz: $$name not found in $$pkg"; exit 1; fi; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg | tail -n 1; \
+	done
 
 .PHONY: test/race
 test/race: up ## Run all tests with the race detector
