@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -19,15 +20,22 @@ const MonthsAhead = 2
 func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, from time.Time) error {
 	from = from.UTC()
 	start := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, -1, 0)
-	for i := 0; i <= MonthsAhead+1; i++ {
-		lo := start.AddDate(0, i, 0)
-		hi := lo.AddDate(0, 1, 0)
-		name := fmt.Sprintf("transitions_%04d_%02d", lo.Year(), int(lo.Month()))
-		sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF transitions FOR VALUES FROM ('%s') TO ('%s')`,
-			name, lo.Format(time.RFC3339), hi.Format(time.RFC3339))
-		if _, err := pool.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("create partition %s: %w", name, err)
+	// IF NOT EXISTS is not safe against a concurrent creator (two
+	// processors starting together): serialise them with the migration lock.
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+			return fmt.Errorf("create partitions: take lock: %w", err)
 		}
-	}
-	return nil
+		for i := 0; i <= MonthsAhead+1; i++ {
+			lo := start.AddDate(0, i, 0)
+			hi := lo.AddDate(0, 1, 0)
+			name := fmt.Sprintf("transitions_%04d_%02d", lo.Year(), int(lo.Month()))
+			sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF transitions FOR VALUES FROM ('%s') TO ('%s')`,
+				name, lo.Format(time.RFC3339), hi.Format(time.RFC3339))
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("create partition %s: %w", name, err)
+			}
+		}
+		return nil
+	})
 }

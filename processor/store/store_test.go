@@ -1,0 +1,145 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/processor/store"
+	"github.com/orderflow/orderflow/scripts/testenv"
+)
+
+func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	applied := make([][]string, 3)
+	errs := make([]error, 3)
+	for i := range 3 { // processors starting at once
+		wg.Go(func() { applied[i], errs[i] = store.Migrate(ctx, pool) })
+	}
+	wg.Wait()
+	total := 0
+	for i := range 3 {
+		if errs[i] != nil {
+			t.Fatalf("migrate %d: %v", i, errs[i])
+		}
+		total += len(applied[i])
+	}
+	ms, err := store.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != len(ms) {
+		t.Fatalf("%d migrations applied in all, want each of %d once", total, len(ms))
+	}
+	again, err := store.Migrate(ctx, pool)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("second migrate applied %v, %v", again, err)
+	}
+}
+
+func TestEnsurePartitionsAhead(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t)
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 15, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if err := store.EnsurePartitions(ctx, pool, now); err != nil {
+				t.Errorf("ensure partitions: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	rows, err := pool.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'transitions'::regclass ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	want := []string{"transitions_2026_11", "transitions_2026_12", "transitions_2027_01", "transitions_2027_02"}
+	if len(names) != len(want) {
+		t.Fatalf("partitions %v, want %v", names, want)
+	}
+	for i := range want {
+		if names[i] != want[i] {
+			t.Fatalf("partitions %v, want %v", names, want)
+		}
+	}
+}
+
+// A member that lost its partition to a newer claim cannot commit a batch:
+// guarantee 5, no zombie writes.
+func TestClaimFencesThePreviousOwner(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t)
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.EnsurePartitions(ctx, pool, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	old := store.Owner{Topic: "orders.commands", Partition: 3, Token: "old"}
+	pos, err := store.Claim(ctx, pool, old)
+	if err != nil || pos != (store.Position{NextOffset: 0, NextSeq: 1}) {
+		t.Fatalf("first claim: %+v, %v", pos, err)
+	}
+	batch := func(o store.Owner, offset int64, order string) error {
+		return store.RunBatch(ctx, pool, o, []string{order}, []string{order + "-c"}, func(s store.Snapshot) (store.Writes, error) {
+			now := store.Now()
+			return store.Writes{
+				Position: store.Position{NextOffset: offset + 1, NextSeq: s.Position.NextSeq + 1},
+				Outcomes: []store.Outcome{{Seq: s.Position.NextSeq, Offset: offset, EventID: order + "/1", CommandID: order + "-c",
+					OrderID: order, Action: "create", Outcome: "accepted", ToState: "Created", Version: 1, ProcessedAt: now}},
+				Orders: []store.OrderWrite{{OrderID: order, State: "Created", Version: 1, CreatedAt: now, UpdatedAt: now}},
+			}, nil
+		})
+	}
+	if err := batch(old, 0, "a"); err != nil {
+		t.Fatalf("owner's batch: %v", err)
+	}
+	newer := store.Owner{Topic: "orders.commands", Partition: 3, Token: "new"}
+	pos, err = store.Claim(ctx, pool, newer)
+	if err != nil || pos != (store.Position{NextOffset: 1, NextSeq: 2}) {
+		t.Fatalf("takeover claim: %+v, %v; want the position the old owner committed", pos, err)
+	}
+	if err := batch(old, 1, "zombie"); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("zombie batch: %v, want ErrFenced", err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM orders WHERE order_id = 'zombie'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("zombie's order rows: %d, %v", n, err)
+	}
+	if err := batch(newer, 1, "b"); err != nil {
+		t.Fatalf("new owner's batch: %v", err)
+	}
+	// A version-checked update refuses an order that moved under it.
+	err = store.RunBatch(ctx, pool, newer, []string{"a"}, nil, func(s store.Snapshot) (store.Writes, error) {
+		now := store.Now()
+		return store.Writes{Position: store.Position{NextOffset: 3, NextSeq: s.Position.NextSeq},
+			Orders: []store.OrderWrite{{OrderID: "a", State: "Paid", Version: 3, PrevVersion: 2, UpdatedAt: now}}}, nil
+	})
+	if !errors.Is(err, store.ErrConcurrentWrite) {
+		t.Fatalf("stale update: %v, want ErrConcurrentWrite", err)
+	}
+	page, err := store.OutboxPage(ctx, pool, 3, 0, 100, 10)
+	if err != nil || len(page) != 2 || page[0].Seq != 1 || page[1].Seq != 2 || page[1].Outcome.OrderID != "b" {
+		t.Fatalf("outbox %+v, %v", page, err)
+	}
+}
