@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/orderflow/orderflow/processor/machine"
 	"github.com/orderflow/orderflow/topics"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -35,6 +36,9 @@ func runSend(ctx context.Context, args []string, out io.Writer) error {
 	f.fs.StringVar(&metadata, "metadata", "", "a JSON object kept with the outcome")
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	if _, err := machine.ParseAction(c.Action); err != nil {
+		return fmt.Errorf("%w: -action: %w", errUsage, err)
 	}
 	if c.CommandID == "" {
 		c.CommandID = uuid.NewString()
