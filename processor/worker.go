@@ -59,6 +59,8 @@ func (w *worker) run() {
 			select {
 			case <-w.quit:
 				return
+			case <-w.ctx.Done():
+				return
 			case <-w.pub.done:
 				return
 			case recs := <-w.in:
@@ -110,6 +112,8 @@ func (w *worker) commit(recs []*kgo.Record) bool {
 			case w.pub.in <- d.entries:
 			case <-w.pub.done:
 				return false
+			case <-w.ctx.Done():
+				return false // committed; the next owner publishes it
 			}
 			return true
 		}
