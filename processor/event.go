@@ -41,6 +41,10 @@ func ptr(s string) *string {
 	return &s
 }
 
+// maxDeadLetterBytes bounds the key and value of a DLQ record, well under
+// Kafka's default 1 MB message limit.
+const maxDeadLetterBytes = 512 << 10
+
 // records turns outbox entries into the Kafka records that publish them, to
 // partition p of the events or DLQ topic.
 func records(names topics.Names, p int32, entries []store.Entry, sourceTopic string) ([]*kgo.Record, error) {
@@ -58,13 +62,23 @@ func records(names topics.Names, p int32, entries []store.Entry, sourceTopic str
 			continue
 		}
 		d := en.DeadLetter
-		out = append(out, &kgo.Record{Topic: names.DLQ, Partition: p, Key: d.Key, Value: d.Value, Headers: []kgo.RecordHeader{
+		hs := []kgo.RecordHeader{
 			seq,
 			{Key: topics.HeaderError, Value: []byte(d.Error)},
 			{Key: topics.HeaderSourceTopic, Value: []byte(sourceTopic)},
 			{Key: topics.HeaderSourcePartition, Value: []byte(strconv.Itoa(int(p)))},
 			{Key: topics.HeaderSourceOffset, Value: []byte(strconv.FormatInt(d.Offset, 10))},
-		}})
+		}
+		key, value := d.Key, d.Value
+		// A record that just fit the commands topic would not fit the DLQ
+		// with our headers, and a record Kafka refuses would stop the
+		// partition's publisher for good. PostgreSQL keeps it whole.
+		if len(key)+len(value) > maxDeadLetterBytes {
+			hs = append(hs, kgo.RecordHeader{Key: topics.HeaderTruncated, Value: []byte(strconv.Itoa(len(key) + len(value)))})
+			key = key[:min(len(key), 1024)]
+			value = value[:maxDeadLetterBytes-len(key)]
+		}
+		out = append(out, &kgo.Record{Topic: names.DLQ, Partition: p, Key: key, Value: value, Headers: hs})
 	}
 	return out, nil
 }

@@ -1,7 +1,10 @@
 package processor
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // metrics are the processor's Prometheus series. Names follow the
@@ -79,9 +82,69 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "orderflow_partitions_owned", Help: "Command partitions this process owns.",
 		}),
 	}
+	pending := &pendingCollector{
+		committed: m.committedSeq, published: m.outboxLast,
+		desc: prometheus.NewDesc("orderflow_outbox_pending_events",
+			"Outcome events and DLQ records committed to PostgreSQL but not yet published to Kafka, per owned partition "+
+				"(orderflow_outbox_committed_seq minus orderflow_outbox_published_seq).",
+			[]string{"partition"}, nil),
+	}
 	for _, c := range []prometheus.Collector{m.commands, m.deadLetters, m.duplicates, m.latency, m.batchSize, m.txSeconds,
-		m.published, m.publishSeconds, m.publishErrors, m.batchErrors, m.outboxLast, m.committedSeq, m.nextOffset, m.owned} {
+		m.published, m.publishSeconds, m.publishErrors, m.batchErrors, m.outboxLast, m.committedSeq, m.nextOffset, m.owned,
+		pending} {
 		f(c)
 	}
 	return m
+}
+
+// forgetPartition drops the per-partition series of a partition this
+// process no longer owns, so that its frozen values (and a pending count
+// that can never drain here) do not add up with those of the new owner.
+// Call it after the partition's worker and publisher have stopped.
+func (m *metrics) forgetPartition(partition int32) {
+	part := strconv.Itoa(int(partition))
+	m.nextOffset.DeleteLabelValues(part)
+	m.committedSeq.DeleteLabelValues(part)
+	m.outboxLast.DeleteLabelValues(part)
+}
+
+// pendingCollector derives the outbox backlog from the committed and
+// published sequence gauges when scraped, so the two can never disagree
+// with it and nothing on the hot path does extra work.
+type pendingCollector struct {
+	committed, published *prometheus.GaugeVec
+	desc                 *prometheus.Desc
+}
+
+// Describe implements prometheus.Collector.
+func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector. A partition without a published
+// seq yet is left out rather than reported as its whole committed seq: the
+// publisher sets the gauge on its first transaction after a takeover, and
+// until then the backlog is unknown here (consumer lag still covers it).
+func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	published := gaugeValues(c.published)
+	for part, committed := range gaugeValues(c.committed) {
+		pub, ok := published[part]
+		if !ok {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, max(committed-pub, 0), part)
+	}
+}
+
+// gaugeValues reads a one-label gauge vector's current values by label value.
+func gaugeValues(v *prometheus.GaugeVec) map[string]float64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { v.Collect(ch); close(ch) }()
+	out := map[string]float64{}
+	for m := range ch {
+		var d dto.Metric
+		if m.Write(&d) != nil || len(d.GetLabel()) != 1 {
+			continue
+		}
+		out[d.GetLabel()[0].GetValue()] = d.GetGauge().GetValue()
+	}
+	return out
 }

@@ -198,6 +198,9 @@ func (p *Processor) start(owner store.Owner, pos store.Position) {
 	p.workers[owner.Partition] = w
 	p.m.owned.Set(float64(len(p.workers)))
 	p.mu.Unlock()
+	part := strconv.Itoa(int(owner.Partition))
+	p.m.committedSeq.WithLabelValues(part).Set(float64(pos.NextSeq - 1))
+	p.m.nextOffset.WithLabelValues(part).Set(float64(pos.NextOffset))
 	p.log.Debug("partition assigned", "partition", owner.Partition, "next_offset", pos.NextOffset, "next_seq", pos.NextSeq)
 	go w.run()
 }
@@ -236,6 +239,7 @@ func (p *Processor) stop(parts []int32, graceful bool) {
 			<-w.done
 		}
 		w.cancel()
+		p.m.forgetPartition(w.owner.Partition)
 	}
 }
 

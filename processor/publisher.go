@@ -190,6 +190,7 @@ func (pb *publisher) recover(ctx context.Context) error {
 		return err
 	}
 	pb.last = last
+	pb.m.outboxLast.WithLabelValues(strconv.Itoa(int(pb.partition))).Set(float64(last))
 	for {
 		page, err := store.OutboxPage(ctx, pb.pool, pb.partition, pb.last, 1<<62, 5000)
 		if err != nil {

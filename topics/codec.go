@@ -77,6 +77,10 @@ func DecodeCommand(key, value []byte) (Command, error) {
 	if !utf8.Valid(value) {
 		return c, invalid("value is not valid UTF-8")
 	}
+	// json.Unmarshal takes null for an empty object: a command must be one.
+	if t := bytes.TrimLeft(value, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return c, invalid("value is not a command object: it must be a JSON object")
+	}
 	if err := json.Unmarshal(value, &c); err != nil {
 		return Command{}, invalid("value is not a command object: %v", err)
 	}

@@ -21,6 +21,7 @@ func TestDecodeCommand(t *testing.T) {
 		{"unicode id", "заказ-1", `{"command_id":"c1","order_id":"заказ-1","action":"create"}`, ""},
 		{"not json", "o-1", `{"command_id":`, "not a command object"},
 		{"array", "o-1", `[1,2]`, "not a command object"},
+		{"null", "o-1", `null`, "must be a JSON object"},
 		{"wrong type", "o-1", `{"command_id":"c1","order_id":"o-1","action":"pay","expected_version":"1"}`, "not a command object"},
 		{"missing command_id", "o-1", `{"order_id":"o-1","action":"pay"}`, "command_id is required"},
 		{"missing order_id", "", `{"command_id":"c1","action":"pay"}`, "order_id is required"},

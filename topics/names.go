@@ -141,4 +141,8 @@ const (
 	HeaderSourceTopic     = "orderflow-source-topic"
 	HeaderSourcePartition = "orderflow-source-partition"
 	HeaderSourceOffset    = "orderflow-source-offset"
+	// HeaderTruncated is on a DLQ record whose key and value were cut to fit
+	// Kafka; it gives their original total size. The dead_letters table in
+	// PostgreSQL keeps them whole.
+	HeaderTruncated = "orderflow-truncated"
 )

@@ -4,82 +4,161 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 )
 
 // envFlags registers flags whose defaults come from environment variables, so
 // every setting can be given either way and the flag's help names the
-// variable. Flags win over the environment.
+// variable. Flags win over the environment, the environment over defaults.
+// It remembers where each value came from, for `orderflow config`.
 type envFlags struct {
 	fs *flag.FlagSet
+	st *flagState
+}
+
+// flagState is what an envFlags learns while registering and parsing.
+type flagState struct {
+	settings []*setting
+	byName   map[string]*setting
+	// badEnv collects malformed or conflicting environment values; parse
+	// reports them, naming the variable, instead of silently using the
+	// default.
+	badEnv []string
+}
+
+// setting is one flag that an environment variable can also set.
+type setting struct {
+	name   string   // the flag, without dashes
+	envs   []string // the variables that set it, the documented one first
+	env    string   // the variable the value came from; "" if none
+	flag   bool     // set on the command line (known after parse)
+	secret bool     // never print the value
+}
+
+// source says where the setting's value came from: "flag", "$VAR" or
+// "default".
+func (s *setting) source() string {
+	switch {
+	case s.flag:
+		return "flag"
+	case s.env != "":
+		return "$" + s.env
+	default:
+		return "default"
+	}
+}
+
+// envAliases are further variables accepted for a setting. KAFKA_BROKERS and
+// DATABASE_URL are what scripts/stack.sh, Compose and most tools export;
+// the ORDERFLOW_ names let a deployment keep every setting under one prefix.
+var envAliases = map[string][]string{
+	"KAFKA_BROKERS": {"ORDERFLOW_KAFKA_BROKERS"},
+	"DATABASE_URL":  {"ORDERFLOW_DATABASE_URL"},
 }
 
 func newFlags(name string) envFlags {
 	fs := flag.NewFlagSet("orderflow "+name, flag.ContinueOnError)
-	return envFlags{fs: fs}
+	return envFlags{fs: fs, st: &flagState{byName: map[string]*setting{}}}
 }
 
+// lookup finds the environment value of a setting and records the setting.
+// Two variables of one setting that disagree are an error: silently
+// preferring one would run against a database or cluster nobody meant.
+func (f envFlags) lookup(name, env string, secret bool) (string, bool) {
+	s := &setting{name: name, envs: append([]string{env}, envAliases[env]...), secret: secret}
+	f.st.settings = append(f.st.settings, s)
+	f.st.byName[name] = s
+	var val string
+	for _, e := range s.envs {
+		v, ok := os.LookupEnv(e)
+		if !ok {
+			continue
+		}
+		if s.env != "" && v != val {
+			f.st.badEnv = append(f.st.badEnv, fmt.Sprintf("$%s and $%s (both for -%s) differ: set only one", s.env, e, name))
+			continue
+		}
+		s.env, val = e, v
+	}
+	return val, s.env != ""
+}
+
+// envHelp is the help text's suffix naming the variables.
+func envHelp(env string) string {
+	names := append([]string{env}, envAliases[env]...)
+	for i := range names {
+		names[i] = "$" + names[i]
+	}
+	return " (" + strings.Join(names, " or ") + ")"
+}
+
+// String registers a string setting.
 func (f envFlags) String(p *string, name, env, def, help string) {
-	if v, ok := os.LookupEnv(env); ok {
+	if v, ok := f.lookup(name, env, false); ok {
 		def = v
 	}
-	f.fs.StringVar(p, name, def, help+" ($"+env+")")
+	f.fs.StringVar(p, name, def, help+envHelp(env))
 }
 
 // Secret is String for values that must never be printed: its default is not
-// shown in -h.
+// shown in -h, and `orderflow config` masks it.
 func (f envFlags) Secret(p *string, name, env, help string) {
-	*p = os.Getenv(env)
-	f.fs.Var((*secretValue)(p), name, help+" ($"+env+")")
+	*p, _ = f.lookup(name, env, true)
+	f.fs.Var((*secretValue)(p), name, help+envHelp(env))
 }
 
+// Int registers an integer setting.
 func (f envFlags) Int(p *int, name, env string, def int, help string) {
-	f.fs.IntVar(p, name, def, help+" ($"+env+")")
-	if v, ok := os.LookupEnv(env); ok {
-		f.envErr(name, env, f.fs.Set(name, v))
-	}
+	f.fs.IntVar(p, name, def, help+envHelp(env))
+	f.fromEnv(name, env)
 }
 
+// Duration registers a duration setting (Go syntax: 500ms, 10s, 1h).
 func (f envFlags) Duration(p *time.Duration, name, env string, def time.Duration, help string) {
-	f.fs.DurationVar(p, name, def, help+" ($"+env+")")
-	if v, ok := os.LookupEnv(env); ok {
-		f.envErr(name, env, f.fs.Set(name, v))
-	}
+	f.fs.DurationVar(p, name, def, help+envHelp(env))
+	f.fromEnv(name, env)
 }
 
+// Bool registers a boolean setting.
 func (f envFlags) Bool(p *bool, name, env string, def bool, help string) {
-	f.fs.BoolVar(p, name, def, help+" ($"+env+")")
-	if v, ok := os.LookupEnv(env); ok {
-		f.envErr(name, env, f.fs.Set(name, v))
+	f.fs.BoolVar(p, name, def, help+envHelp(env))
+	f.fromEnv(name, env)
+}
+
+// fromEnv sets a registered flag from its variable through the flag's own
+// parser, so a malformed value is reported rather than ignored. It sets the
+// Value directly, not through FlagSet.Set, which would count it as given on
+// the command line.
+func (f envFlags) fromEnv(name, env string) {
+	v, ok := f.lookup(name, env, false)
+	if !ok {
+		return
+	}
+	if err := f.fs.Lookup(name).Value.Set(v); err != nil {
+		f.st.badEnv = append(f.st.badEnv, fmt.Sprintf("$%s (for -%s): %q is not valid: %v", f.st.byName[name].env, name, v, err))
 	}
 }
 
-// envErr records a malformed environment value; parse reports it, naming the
-// variable, instead of silently using the default.
-func (f envFlags) envErr(name, env string, err error) {
-	if err != nil {
-		badEnv = append(badEnv, fmt.Sprintf("$%s (for -%s): %v", env, name, err))
-	}
-}
-
-var badEnv []string
-
-// parse parses args and reports malformed environment values and stray
-// positional arguments as usage errors.
+// parse parses args and reports malformed environment values as usage
+// errors. Afterwards each setting knows where its value came from.
 func (f envFlags) parse(args []string) error {
-	if len(badEnv) > 0 {
-		err := fmt.Errorf("%w: %s", errUsage, strings.Join(badEnv, "; "))
-		badEnv = nil
-		return err
+	if len(f.st.badEnv) > 0 {
+		return fmt.Errorf("%w: %s", errUsage, strings.Join(f.st.badEnv, "; "))
 	}
 	if err := f.fs.Parse(args); err != nil {
 		return err
 	}
+	f.fs.Visit(func(fl *flag.Flag) {
+		if s := f.st.byName[fl.Name]; s != nil {
+			s.flag = true
+		}
+	})
 	return nil
 }
 
+// secretValue is a flag.Value that prints as **** (in -h and anywhere else
+// it is formatted).
 type secretValue string
 
 func (s *secretValue) String() string {
@@ -88,6 +167,8 @@ func (s *secretValue) String() string {
 	}
 	return "****"
 }
+
+// Set implements flag.Value.
 func (s *secretValue) Set(v string) error { *s = secretValue(v); return nil }
 
 // splitList splits a comma-separated setting, dropping empty items.
@@ -100,5 +181,3 @@ func splitList(s string) []string {
 	}
 	return out
 }
-
-var _ = strconv.Itoa

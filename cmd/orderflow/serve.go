@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,38 +43,175 @@ type serveConfig struct {
 	apiKeys     string
 	apiKeysFile string
 	cacheSize   int
+	monitor     string
+	monitorIvl  time.Duration
+	stuckAfter  time.Duration
 }
 
 func (c *serveConfig) register(f envFlags) {
+	f.String(&c.role, "role", "ORDERFLOW_ROLE", "all", "what to run: processor, api or all")
 	c.kafka.register(f)
 	c.db.register(f)
-	c.log.register(f)
-	f.String(&c.role, "role", "ORDERFLOW_ROLE", "all", "what to run: processor, api or all")
 	f.String(&c.httpAddr, "http-addr", "ORDERFLOW_HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address (API, /healthz, /metrics)")
 	f.String(&c.group, "group", "ORDERFLOW_GROUP", processor.DefaultGroup, "Kafka consumer group of the processors")
 	f.Int(&c.partitions, "partitions", "ORDERFLOW_PARTITIONS", topics.DefaultPartitions, "partitions of topics this process creates")
 	f.Int(&c.maxBatch, "max-batch", "ORDERFLOW_MAX_BATCH", processor.DefaultMaxBatch, "most commands in one PostgreSQL transaction")
 	f.Duration(&c.session, "session-timeout", "ORDERFLOW_SESSION_TIMEOUT", processor.DefaultSessionTimeout, "how long a silent processor keeps its partitions before the group moves them")
+	f.Duration(&c.grace, "shutdown-grace", "ORDERFLOW_SHUTDOWN_GRACE", processor.DefaultShutdownGrace, "how long stopping waits for work in flight")
 	f.Secret(&c.apiKeys, "api-keys", "ORDERFLOW_API_KEYS", "API keys as key:scope,... (scope read or write)")
 	f.String(&c.apiKeysFile, "api-keys-file", "ORDERFLOW_API_KEYS_FILE", "", "file of API keys, one 'key scope' per line")
 	f.Int(&c.cacheSize, "cache-size", "ORDERFLOW_CACHE_SIZE", query.DefaultCacheSize, "orders held in the point-read cache (negative: no cache)")
-	f.Duration(&c.grace, "shutdown-grace", "ORDERFLOW_SHUTDOWN_GRACE", processor.DefaultShutdownGrace, "how long stopping waits for work in flight")
+	f.String(&c.monitor, "monitor", "ORDERFLOW_MONITOR", "auto", "measure lag, orders per state, stuck orders and dead letters: on, off, or auto (on in roles api and all)")
+	f.Duration(&c.monitorIvl, "monitor-interval", "ORDERFLOW_MONITOR_INTERVAL", processor.DefaultMonitorInterval, "how often the monitor measures")
+	f.Duration(&c.stuckAfter, "stuck-after", "ORDERFLOW_STUCK_AFTER", processor.DefaultStuckAfter, "age after which an order in a non-terminal state counts as stuck")
+	c.log.register(f)
 }
 
+// Bounds of the settings, checked by validate.
+const (
+	maxPartitions = 10000
+	maxBatchLimit = 100000
+	maxPoolSize   = 10000
+	maxCacheSize  = 100_000_000
+	// maxTopicName is Kafka's limit on a topic name's length.
+	maxTopicName = 249
+)
+
+// validate checks every setting before anything connects, and reports all
+// that are wrong at once, each naming its flag and variable, so a
+// deployment is fixed in one round rather than one error per restart.
 func (c *serveConfig) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	switch c.role {
 	case "processor", "api", "all":
 	default:
-		return fmt.Errorf("-role ($ORDERFLOW_ROLE): %q is not processor, api or all", c.role)
+		bad("-role ($ORDERFLOW_ROLE): %q is not processor, api or all", c.role)
 	}
-	if c.partitions < 1 || c.partitions > 10000 {
-		return fmt.Errorf("-partitions ($ORDERFLOW_PARTITIONS): %d is not in 1..10000", c.partitions)
+	if _, err := c.kafka.opts(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkTopicPrefix(c.kafka.prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkDatabaseURL(c.db.url); err != nil {
+		errs = append(errs, err)
+	}
+	if c.db.poolSize < 0 || c.db.poolSize > maxPoolSize {
+		bad("-db-pool-size ($ORDERFLOW_DB_POOL_SIZE): %d is not in 0..%d", c.db.poolSize, maxPoolSize)
+	}
+	if err := checkHostPort(c.httpAddr); err != nil {
+		bad("-http-addr ($ORDERFLOW_HTTP_ADDR): %w", err)
+	}
+	if strings.TrimSpace(c.group) == "" {
+		bad("-group ($ORDERFLOW_GROUP) is empty")
+	}
+	if c.partitions < 1 || c.partitions > maxPartitions {
+		bad("-partitions ($ORDERFLOW_PARTITIONS): %d is not in 1..%d", c.partitions, maxPartitions)
 	}
 	if c.session < 6*time.Second || c.session > 5*time.Minute {
-		return fmt.Errorf("-session-timeout ($ORDERFLOW_SESSION_TIMEOUT): %v is not in 6s..5m (the broker's default bounds)", c.session)
+		bad("-session-timeout ($ORDERFLOW_SESSION_TIMEOUT): %v is not in 6s..5m (the broker's default bounds)", c.session)
 	}
-	if c.maxBatch < 1 || c.maxBatch > 100000 {
-		return fmt.Errorf("-max-batch ($ORDERFLOW_MAX_BATCH): %d is not in 1..100000", c.maxBatch)
+	if c.maxBatch < 1 || c.maxBatch > maxBatchLimit {
+		bad("-max-batch ($ORDERFLOW_MAX_BATCH): %d is not in 1..%d", c.maxBatch, maxBatchLimit)
+	}
+	if c.grace < 0 || c.grace > 10*time.Minute {
+		bad("-shutdown-grace ($ORDERFLOW_SHUTDOWN_GRACE): %v is not in 0..10m", c.grace)
+	}
+	if c.cacheSize > maxCacheSize {
+		bad("-cache-size ($ORDERFLOW_CACHE_SIZE): %d is over %d", c.cacheSize, maxCacheSize)
+	}
+	if keys, err := query.LoadKeys(c.apiKeys, c.apiKeysFile); err != nil {
+		// LoadKeys never echoes a key, only its position.
+		bad("-api-keys ($ORDERFLOW_API_KEYS) / -api-keys-file ($ORDERFLOW_API_KEYS_FILE): %w", err)
+	} else if len(keys) == 0 && c.role != "processor" && checkHostPort(c.httpAddr) == nil && !isLoopback(c.httpAddr) {
+		bad("-http-addr ($ORDERFLOW_HTTP_ADDR): %q is not a loopback address, and without API keys the API listens on loopback only; "+
+			"set -api-keys-file ($ORDERFLOW_API_KEYS_FILE) or -api-keys ($ORDERFLOW_API_KEYS)", c.httpAddr)
+	}
+	switch c.monitor {
+	case "auto", "on", "off":
+	default:
+		bad("-monitor ($ORDERFLOW_MONITOR): %q is not on, off or auto", c.monitor)
+	}
+	if c.monitorIvl < 100*time.Millisecond || c.monitorIvl > time.Hour {
+		bad("-monitor-interval ($ORDERFLOW_MONITOR_INTERVAL): %v is not in 100ms..1h", c.monitorIvl)
+	}
+	if c.stuckAfter < time.Second {
+		bad("-stuck-after ($ORDERFLOW_STUCK_AFTER): %v is under 1s", c.stuckAfter)
+	}
+	if _, err := c.log.logger(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// monitorOn says whether this process measures the deployment gauges. By
+// default the API processes do, not the processors: the gauges then keep
+// coming when every processor is down, which is when lag matters most. A
+// deployment without API processes turns it on in one processor.
+func (c *serveConfig) monitorOn() bool {
+	switch c.monitor {
+	case "on":
+		return true
+	case "off":
+		return false
+	default:
+		return c.role != "processor"
+	}
+}
+
+// poolSize is the effective number of PostgreSQL connections: one per
+// partition worker plus headroom for the API and the monitor, never less.
+func (c *serveConfig) poolSize() int { return max(c.db.poolSize, c.partitions+8) }
+
+// checkDatabaseURL checks that the URL parses, without ever echoing it:
+// pgx's messages can quote the URL, password and all.
+func checkDatabaseURL(u string) error {
+	if u == "" {
+		return errors.New("-database-url ($DATABASE_URL) is required")
+	}
+	if _, err := pgxpool.ParseConfig(u); err != nil {
+		return errors.New("-database-url ($DATABASE_URL) is not a valid PostgreSQL URL (or names a TLS file that cannot be read)")
+	}
+	return nil
+}
+
+// checkHostPort accepts host:port with a numeric port; the host may be empty
+// (all interfaces).
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number in 0..65535", addr, port)
+	}
+	return nil
+}
+
+// isLoopback mirrors the query package's rule for serving without keys.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// checkTopicPrefix keeps the topic names legal for Kafka: letters, digits,
+// '.', '_' and '-', at most 249 characters in all.
+func checkTopicPrefix(prefix string) error {
+	legal := func(r rune) bool {
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+	}
+	for _, r := range prefix {
+		if !legal(r) {
+			return fmt.Errorf("-topic-prefix ($ORDERFLOW_TOPIC_PREFIX): %q has %q; topic names allow only letters, digits, '.', '_' and '-'", prefix, r)
+		}
+	}
+	if longest := topics.NewNames(prefix).DLQ; len(longest) > maxTopicName {
+		return fmt.Errorf("-topic-prefix ($ORDERFLOW_TOPIC_PREFIX): makes topic name %q longer than %d characters", longest, maxTopicName)
 	}
 	return nil
 }
@@ -84,17 +224,21 @@ func runServe(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	if err := c.validate(); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return fmt.Errorf("%w: invalid configuration:\n  %s", errUsage, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 	log, err := c.log.logger()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
+	// Every line says which role wrote it: processes of all roles usually
+	// share one log pipeline.
+	log = log.With("role", c.role)
 	kopts, err := c.kafka.opts()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	pool, err := c.db.open(ctx, c.partitions+8)
+	log.Debug("configuration", settingsAttrs(f)...)
+	pool, err := c.db.open(ctx, c.poolSize())
 	if err != nil {
 		return err
 	}
@@ -120,8 +264,19 @@ func runServe(ctx context.Context, args []string, _ io.Writer) error {
 		g.Go(func() error { return p.Run(gctx) })
 		g.Go(func() error { return maintainPartitions(gctx, log, pool) })
 	}
+	if c.monitorOn() {
+		mon, err := processor.NewMonitor(processor.MonitorConfig{
+			KafkaOpts: kopts, Names: c.kafka.names(), Interval: c.monitorIvl, StuckAfter: c.stuckAfter,
+			Registerer: reg, Logger: log,
+		}, pool)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return mon.Run(gctx) })
+	}
 	g.Go(func() error { return serveAPI(gctx, log, c, pool, kopts, reg, ready) })
-	log.Info("orderflow serving", "role", c.role, "http", c.httpAddr, "topics", c.kafka.names().Commands)
+	log.Info("orderflow serving", "http", c.httpAddr, "topics", c.kafka.names().Commands, "group", c.group,
+		"partitions", c.partitions, "monitor", c.monitorOn())
 	return g.Wait()
 }
 
@@ -212,8 +367,12 @@ func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ready(r.Context()); err != nil {
+			// Name the dependency (the error starts "postgresql:" or
+			// "kafka:") but not the error, which can hold host names, on
+			// an endpoint without auth.
+			dep, _, _ := strings.Cut(err.Error(), ":")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"status":"unavailable"}`))
+			_, _ = fmt.Fprintf(w, `{"status":"unavailable","failed":%q}`, dep)
 			return
 		}
 		_, _ = w.Write([]byte(`{"status":"ready"}`))

@@ -21,6 +21,19 @@ type Entry struct {
 // before, in seq order. A publisher that restarts reads what it has not yet
 // published from here; in steady state it publishes from memory instead.
 func OutboxPage(ctx context.Context, pool *pgxpool.Pool, partition int32, after, before int64, limit int) ([]Entry, error) {
+	// Both reads must see one snapshot: under READ COMMITTED each statement
+	// takes its own, and a batch committing between them would leave a gap
+	// that the publisher would step over for good.
+	var entries []Entry
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		entries, err = outboxPage(ctx, tx, partition, after, before, limit)
+		return err
+	})
+	return entries, err
+}
+
+func outboxPage(ctx context.Context, tx pgx.Tx, partition int32, after, before int64, limit int) ([]Entry, error) {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT seq, source_offset, event_id, command_id, order_id, action, outcome,
 			coalesce(from_state, ''), coalesce(to_state, ''), version, coalesce(reason, ''), coalesce(message, ''),
@@ -30,7 +43,7 @@ func OutboxPage(ctx context.Context, pool *pgxpool.Pool, partition int32, after,
 	b.Queue(`SELECT seq, source_offset, record_key, record_value, error, processed_at
 		FROM dead_letters WHERE topic_partition = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT $4`,
 		partition, after, before, limit)
-	res := pool.SendBatch(ctx, b)
+	res := tx.SendBatch(ctx, b)
 	defer res.Close()
 
 	rows, err := res.Query()

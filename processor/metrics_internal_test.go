@@ -1,0 +1,67 @@
+package processor
+
+import (
+	"maps"
+	"testing"
+
+	"github.com/orderflow/orderflow/topics"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestOutboxPending checks the derived backlog gauge: committed minus
+// published per partition, left out where nothing was published yet, and
+// gone once the partition is forgotten.
+func TestOutboxPending(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewPedanticRegistry()
+	m := newMetrics(reg)
+	m.committedSeq.WithLabelValues("0").Set(120)
+	m.outboxLast.WithLabelValues("0").Set(100)
+	m.committedSeq.WithLabelValues("1").Set(7)
+	m.outboxLast.WithLabelValues("1").Set(7)
+	m.committedSeq.WithLabelValues("2").Set(50) // taken over, nothing published by us yet
+	want := func(w map[string]float64) {
+		t.Helper()
+		fams, err := reg.Gather() // the pedantic registry also checks the collector's consistency
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, f := range fams {
+			if f.GetName() != "orderflow_outbox_pending_events" {
+				continue
+			}
+			for _, s := range f.GetMetric() {
+				got[s.GetLabel()[0].GetValue()] = s.GetGauge().GetValue()
+			}
+		}
+		if !maps.Equal(got, w) {
+			t.Fatalf("pending by partition: %v, want %v", got, w)
+		}
+	}
+	want(map[string]float64{"0": 20, "1": 0})
+	m.forgetPartition(0)
+	want(map[string]float64{"1": 0})
+}
+
+func TestLag(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		r    topics.Range
+		next int64
+		want int64
+	}{
+		{"never claimed", topics.Range{From: 0, To: 10}, 0, 10},
+		{"caught up", topics.Range{From: 0, To: 10}, 10, 0},
+		{"behind", topics.Range{From: 0, To: 10}, 4, 6},
+		{"retention deleted unprocessed records", topics.Range{From: 8, To: 10}, 4, 2},
+		{"empty after retention", topics.Range{From: 10, To: 10}, 3, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := lag(c.r, c.next); got != c.want {
+				t.Fatalf("lag(%+v, %d) = %d, want %d", c.r, c.next, got, c.want)
+			}
+		})
+	}
+}
