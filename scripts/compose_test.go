@@ -116,6 +116,10 @@ func TestComposeOrderflowService(t *testing.T) {
 	if addr := svc.Environment["ORDERFLOW_HTTP_ADDR"]; !strings.HasPrefix(addr, "0.0.0.0:") {
 		t.Errorf("ORDERFLOW_HTTP_ADDR = %q: in a container it must listen on 0.0.0.0 to be reachable", addr)
 	}
+	// Off loopback, serve refuses to start without API keys.
+	if svc.Environment["ORDERFLOW_API_KEYS"] == "" && svc.Environment["ORDERFLOW_API_KEYS_FILE"] == "" {
+		t.Error("orderflow service listens on 0.0.0.0 without ORDERFLOW_API_KEYS(_FILE): serve would refuse to start")
+	}
 	for _, dep := range []string{"kafka", "postgres"} {
 		if got := svc.DependsOn[dep].Condition; got != "service_healthy" {
 			t.Errorf("orderflow depends_on %s condition = %q, want service_healthy", dep, got)
