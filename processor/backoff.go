@@ -26,4 +26,3 @@ func (b *backoff) wait(ctx context.Context) bool {
 	}
 }
 
-func (b *backoff) reset() { b.next = 50 * time.Millisecond }

@@ -83,9 +83,9 @@ func New(cfg Config, pool *pgxpool.Pool) (*Processor, error) {
 		return nil, errors.New("processor: nil pool")
 	}
 	logger := cmp.Or(cfg.Logger, slog.Default())
-	host, _ := os.Hostname() //nolint:errcheck // only a label for owner tokens
+	host, _ := os.Hostname()
 	var rnd [6]byte
-	_, _ = rand.Read(rnd[:]) //nolint:errcheck // crypto/rand.Read never fails
+	_, _ = rand.Read(rnd[:])
 	return &Processor{
 		cfg: cfg, pool: pool, log: logger, m: newMetrics(cfg.Registerer),
 		id:      fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(rnd[:])),

@@ -72,7 +72,7 @@ func TestConcurrentProducersKeepPerOrderOrder(t *testing.T) {
 	var wg sync.WaitGroup
 	for p := range producers {
 		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(p), 7)) //nolint:gosec // test data
+			r := rand.New(rand.NewPCG(uint64(p), 7))
 			recs := make([]*kgo.Record, 0, perProducer)
 			for i := range perProducer {
 				// Creates come first often enough that most orders move.

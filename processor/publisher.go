@@ -153,8 +153,8 @@ func (pb *publisher) publish(ctx context.Context, entries []store.Entry) error {
 func (pb *publisher) abort(ctx context.Context) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_ = pb.cl.AbortBufferedRecords(actx)         //nolint:errcheck // the client is discarded after a failure
-	_ = pb.cl.EndTransaction(actx, kgo.TryAbort) //nolint:errcheck // likewise
+	_ = pb.cl.AbortBufferedRecords(actx)
+	_ = pb.cl.EndTransaction(actx, kgo.TryAbort)
 }
 
 func classify(err error) error {

@@ -574,7 +574,7 @@ func TestShutdownEndsWaits(t *testing.T) {
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("shutdown took %s with a waiting request", el)
 	}
-	if _, err := http.Get(b.base + "/healthz"); err == nil { //nolint:noctx // a probe
+	if _, err := http.Get(b.base + "/healthz"); err == nil {
 		t.Fatal("still serving after shutdown")
 	}
 }

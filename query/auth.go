@@ -91,7 +91,7 @@ func ReadKeysFile(path string) ([]Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read API keys: %w", err)
 	}
-	defer f.Close() //nolint:errcheck // read-only
+	defer f.Close()
 	var keys []Key
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {

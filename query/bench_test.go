@@ -37,7 +37,7 @@ func BenchmarkGetOrder(b *testing.B) {
 		var lat []time.Duration
 		for pb.Next() {
 			start := time.Now()
-			res, err := hc.Get(bb.base + "/v1/orders/" + ids[rand.IntN(len(ids))]) //nolint:noctx // a benchmark
+			res, err := hc.Get(bb.base + "/v1/orders/" + ids[rand.IntN(len(ids))])
 			if err != nil {
 				b.Error(err)
 				return

@@ -134,7 +134,7 @@ func (b *bundle) do(t testing.TB, method, path, body string) result {
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer res.Body.Close() //nolint:errcheck // read fully below
+	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
 	if err != nil {
 		t.Fatal(err)

@@ -89,7 +89,7 @@ func Ensure(ctx context.Context, adm *kadm.Client, names Names, s Settings) (int
 	var first int32 = -1
 	mismatch := false
 	for _, t := range names.All() {
-		n := int32(len(details[t].Partitions))
+		n := int32(len(details[t].Partitions)) //nolint:gosec // a partition count fits in int32, as Kafka stores it
 		counts = append(counts, fmt.Sprintf("%s=%d", t, n))
 		if first == -1 {
 			first = n

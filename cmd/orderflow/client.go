@@ -100,7 +100,7 @@ func (c *apiClient) get(ctx context.Context, path string, q url.Values, out any)
 	if err != nil {
 		return fmt.Errorf("call the API at %s: %w", c.base, err)
 	}
-	defer res.Body.Close() //nolint:errcheck // read-only
+	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("read the API's answer: %w", err)

@@ -649,8 +649,8 @@ func header(rec *kgo.Record, key string) (int64, bool) {
 func sameEvent(a, b topics.Event) bool {
 	am, bm := a.Metadata, b.Metadata
 	a.Metadata, b.Metadata = nil, nil
-	ja, _ := json.Marshal(a) //nolint:errcheck // an Event always encodes
-	jb, _ := json.Marshal(b) //nolint:errcheck // likewise
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
 	return bytes.Equal(ja, jb) && sameJSON(am, bm)
 }
 
@@ -662,8 +662,8 @@ func sameJSON(a, b []byte) bool {
 	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
 		return bytes.Equal(a, b)
 	}
-	jx, _ := json.Marshal(x) //nolint:errcheck // decoded JSON encodes
-	jy, _ := json.Marshal(y) //nolint:errcheck // likewise
+	jx, _ := json.Marshal(x)
+	jy, _ := json.Marshal(y)
 	return bytes.Equal(jx, jy)
 }
 
