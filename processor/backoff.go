@@ -25,4 +25,3 @@ func (b *backoff) wait(ctx context.Context) bool {
 		return true
 	}
 }
-

@@ -112,7 +112,10 @@ func (pb *publisher) loop(ctx context.Context) error {
 	}
 }
 
-// publish sends the entries with seq > last in one transaction.
+// publish sends the entries with seq > last in one transaction. A gap
+// between last and the first entry (a batch whose COMMIT succeeded but whose
+// reply was lost, so the worker handed nothing over for it) is filled from
+// PostgreSQL first: seqs are published in order and none is stepped over.
 func (pb *publisher) publish(ctx context.Context, entries []store.Entry) error {
 	i := 0
 	for i < len(entries) && entries[i].Seq <= pb.last {
@@ -122,6 +125,21 @@ func (pb *publisher) publish(ctx context.Context, entries []store.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	if first := entries[0].Seq; first > pb.last+1 {
+		var missing []store.Entry
+		for after := pb.last; after < first-1; {
+			page, err := store.OutboxPage(ctx, pb.pool, pb.partition, after, first, 5000)
+			if err != nil {
+				return err
+			}
+			if len(page) == 0 {
+				return fmt.Errorf("outbox of partition %d lacks seqs %d..%d", pb.partition, after+1, first-1)
+			}
+			missing = append(missing, page...)
+			after = page[len(page)-1].Seq
+		}
+		entries = append(missing, entries...)
+	}
 	recs, err := records(pb.names, pb.partition, entries, pb.names.Commands)
 	if err != nil {
 		return err
@@ -130,12 +148,9 @@ func (pb *publisher) publish(ctx context.Context, entries []store.Entry) error {
 	if err := pb.cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	for _, r := range recs {
-		pb.cl.Produce(ctx, r, nil)
-	}
-	// Flush reports the first produce error; on any error the transaction
-	// is aborted and recover re-reads what really landed.
-	if err := pb.cl.Flush(ctx); err != nil {
+	// ProduceSync reports every record's error: a transaction must not
+	// commit with one record refused and the others in.
+	if err := pb.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		pb.abort(ctx)
 		return classify(fmt.Errorf("produce: %w", err))
 	}

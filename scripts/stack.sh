@@ -252,7 +252,9 @@ kafka_up() {
 	echo "$pid" >"$KAFKA_PID_FILE"
 
 	local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
-	until port_open "$KAFKA_PORT" && tail -c "+$((offset + 1))" "$server_log" 2>/dev/null | grep -q 'Kafka Server started' && kafka_answers; do
+	# Not grep -q: it exits at the first match, and under pipefail the SIGPIPE that tail
+	# then gets (once the new log is over a pipe's buffer) fails the test for good.
+	until port_open "$KAFKA_PORT" && tail -c "+$((offset + 1))" "$server_log" 2>/dev/null | grep 'Kafka Server started' >/dev/null && kafka_answers; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			tail -n 30 "$KAFKA_DIR/logs/stdout.log" "$server_log" >&2 2>/dev/null || true
 			rm -f "$KAFKA_PID_FILE"
