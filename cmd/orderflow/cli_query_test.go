@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +56,11 @@ func TestQueryCLI(t *testing.T) {
 	}
 	api := httptest.NewServer(srv.Handler())
 	t.Cleanup(api.Close)
-	flags := []string{"--api", api.URL, "--api-key", "cli-test-key-0123456789"}
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte("cli-test-key-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"--api", api.URL, "--api-key-file", keyFile}
 
 	cli := func(want int, args ...string) string {
 		t.Helper()

@@ -22,6 +22,7 @@ import (
 type apiFlags struct {
 	url     string
 	key     string
+	keyFile string
 	json    bool
 	timeout time.Duration
 }
@@ -29,6 +30,7 @@ type apiFlags struct {
 func (a *apiFlags) register(f envFlags) {
 	f.String(&a.url, "api", "ORDERFLOW_API_URL", defaultAPIURL(), "base URL of the orderflow API")
 	f.Secret(&a.key, "api-key", "ORDERFLOW_API_KEY", "API key with scope read, sent as a Bearer token")
+	f.String(&a.keyFile, "api-key-file", "ORDERFLOW_API_KEY_FILE", "", "file whose first line is the API key")
 	f.fs.BoolVar(&a.json, "json", false, "print the API's JSON instead of text")
 	f.fs.DurationVar(&a.timeout, "timeout", 40*time.Second, "give up on the API after this long")
 }
@@ -65,7 +67,16 @@ func (a *apiFlags) client() (*apiClient, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: -api ($ORDERFLOW_API_URL) %q is not an http(s) URL", errUsage, a.url)
 	}
-	return &apiClient{base: u, key: a.key, hc: &http.Client{Timeout: a.timeout}}, nil
+	key := a.key
+	if a.keyFile != "" {
+		b, err := os.ReadFile(a.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: -api-key-file ($ORDERFLOW_API_KEY_FILE): %w", errUsage, err)
+		}
+		key, _, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
+		key = strings.TrimSpace(key)
+	}
+	return &apiClient{base: u, key: key, hc: &http.Client{Timeout: a.timeout}}, nil
 }
 
 // remoteError is an error answer of the API.
@@ -133,7 +144,7 @@ func parseArgs(f envFlags, args []string) ([]string, error) {
 			return nil, err
 		}
 	}
-	return pos, nil
+	return pos, f.checkSecrets()
 }
 
 // table writes aligned columns; the first write error is kept and returned

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -25,6 +26,8 @@ type flagState struct {
 	// reports them, naming the variable, instead of silently using the
 	// default.
 	badEnv []string
+	// secrets are the Secret flags, checked after parsing.
+	secrets []*secretFlag
 }
 
 // setting is one flag that an environment variable can also set.
@@ -103,9 +106,55 @@ func (f envFlags) String(p *string, name, env, def, help string) {
 
 // Secret is String for values that must never be printed: its default is not
 // shown in -h, and `orderflow config` masks it.
+//
+// A secret given as a flag would be visible to every user of the machine in
+// ps, so the flag refuses it: the value must come from the environment (or,
+// for API keys, a file). A database URL without a password is no secret and
+// is accepted as a flag.
 func (f envFlags) Secret(p *string, name, env, help string) {
 	*p, _ = f.lookup(name, env, true)
-	f.fs.Var((*secretValue)(p), name, help+envHelp(env))
+	sf := &secretFlag{p: p, name: name, env: env, urlOK: env == "DATABASE_URL"}
+	f.st.secrets = append(f.st.secrets, sf)
+	f.fs.Var(sf, name, help+envHelp(env)+"; never as a flag with a secret in it")
+}
+
+// secretFlag is the flag.Value of a Secret setting.
+type secretFlag struct {
+	p       *string
+	name    string
+	env     string
+	urlOK   bool // a URL without a password may be given
+	refused bool // given as a flag with a secret: parse reports it
+}
+
+func (s *secretFlag) String() string {
+	if s == nil || s.p == nil {
+		return ""
+	}
+	return (*secretValue)(s.p).String()
+}
+
+// Set implements flag.Value.
+// It never fails: the flag package would quote the value in its error,
+// secret and all; parse reports the refusal instead.
+func (s *secretFlag) Set(v string) error {
+	if !s.urlOK || urlHasPassword(v) {
+		s.refused = true
+		return nil
+	}
+	*s.p = v
+	return nil
+}
+
+// urlHasPassword reports whether a PostgreSQL URL or keyword/value string
+// carries a password.
+func urlHasPassword(v string) bool {
+	if u, err := url.Parse(v); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	return strings.Contains(strings.ToLower(v), "password=")
 }
 
 // Int registers an integer setting.
@@ -149,11 +198,24 @@ func (f envFlags) parse(args []string) error {
 	if err := f.fs.Parse(args); err != nil {
 		return err
 	}
+	if err := f.checkSecrets(); err != nil {
+		return err
+	}
 	f.fs.Visit(func(fl *flag.Flag) {
 		if s := f.st.byName[fl.Name]; s != nil {
 			s.flag = true
 		}
 	})
+	return nil
+}
+
+// checkSecrets reports a secret that was given as a flag.
+func (f envFlags) checkSecrets() error {
+	for _, sf := range f.st.secrets {
+		if sf.refused {
+			return fmt.Errorf("%w: -%s: a secret on the command line shows in ps to every user; set $%s instead", errUsage, sf.name, sf.env)
+		}
+	}
 	return nil
 }
 

@@ -86,8 +86,8 @@ func effective(f envFlags, c *serveConfig) []effectiveSetting {
 	for _, s := range f.st.settings {
 		fl := f.fs.Lookup(s.name)
 		v := fl.Value.String()
-		if sv, ok := fl.Value.(*secretValue); ok {
-			v = maskSecret(s.name, string(*sv))
+		if sv, ok := fl.Value.(*secretFlag); ok {
+			v = maskSecret(s.name, *sv.p)
 		}
 		e := effectiveSetting{Name: s.name, Env: s.envs[0], Value: v, Source: s.source()}
 		if s.env != "" {
@@ -118,8 +118,8 @@ func settingsAttrs(f envFlags) []any {
 	for _, s := range f.st.settings {
 		fl := f.fs.Lookup(s.name)
 		v := fl.Value.String()
-		if sv, ok := fl.Value.(*secretValue); ok {
-			v = maskSecret(s.name, string(*sv))
+		if sv, ok := fl.Value.(*secretFlag); ok {
+			v = maskSecret(s.name, *sv.p)
 		}
 		attrs = append(attrs, slog.String(s.name, v))
 	}

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -359,7 +360,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 // TLS must fail to connect, and say why without the password.
 func TestPostgresTLSFromURL(t *testing.T) {
 	t.Parallel()
-	plain := withPassword(t, testenv.DatabaseURL(t), pgSecret)
+	// No password here: a flag refuses one (TestSecretFlagsAreRefused).
+	plain := testenv.DatabaseURL(t)
 	for _, mode := range []string{"require", "verify-full"} {
 		u := strings.Replace(plain, "sslmode=disable", "sslmode="+mode, 1)
 		if !strings.Contains(u, "sslmode="+mode) {
@@ -377,6 +379,27 @@ func TestPostgresTLSFromURL(t *testing.T) {
 			t.Errorf("sslmode=%s: the error does not say TLS: %s", mode, msg)
 		}
 		noSecrets(t, "migrate with sslmode="+mode, msg)
+	}
+}
+
+// TestSecretFlagsAreRefused: a secret given as a flag would show in ps, so
+// it is refused, and the refusal does not repeat it.
+func TestSecretFlagsAreRefused(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"migrate", "--database-url", "postgres://app:" + pgSecret + "@127.0.0.1:1/x"},
+		{"migrate", "--database-url", "host=127.0.0.1 password=" + pgSecret},
+		{"topics", "--kafka-password", pgSecret},
+		{"config", "--api-keys", pgSecret + ":write"},
+		{"get", "x", "--api-key", pgSecret},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, &out, &errOut)
+		msg := out.String() + errOut.String()
+		if code != 2 || !strings.Contains(msg, "shows in ps") {
+			t.Errorf("%v: exit %d, %q; want a usage error", args[:2], code, msg)
+		}
+		noSecrets(t, fmt.Sprint(args[:2]), msg)
 	}
 }
 
