@@ -111,7 +111,7 @@ func TestServeEndToEnd(t *testing.T) {
 			t.Fatalf("no event on Kafka for %s", ev.CommandID)
 		}
 		a, _ := json.Marshal(got)
-		b, _ := json.Marshal(ev) //nolint:errcheck // likewise
+		b, _ := json.Marshal(ev)
 		if !bytes.Equal(a, b) {
 			t.Fatalf("HTTP answered\n%s\nKafka carries\n%s", b, a)
 		}
@@ -142,7 +142,7 @@ func waitReady(t *testing.T, url string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(url) //nolint:noctx // a probe loop in a test
+		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -335,7 +335,7 @@ type servedProc struct {
 func (d *deployment) spawn(t *testing.T, name, role string, env ...string) *servedProc {
 	t.Helper()
 	addr := freeAddr(t)
-	cmd := exec.Command(serveBinary(t), "serve", "--role", role) //nolint:gosec,noctx // G204: the binary this test built; cleanup stops it with SIGTERM, not a context kill
+	cmd := exec.Command(serveBinary(t), "serve", "--role", role)
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(k, "ORDERFLOW_") && k != "KAFKA_BROKERS" && k != "DATABASE_URL" {
@@ -354,7 +354,7 @@ func (d *deployment) spawn(t *testing.T, name, role string, env ...string) *serv
 		"ORDERFLOW_LOG_FORMAT=json",
 	)
 	cmd.Env = append(cmd.Env, env...)
-	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log")) //nolint:gosec // G304: a file in the test's own temp dir
+	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +400,7 @@ func serveBinary(t *testing.T) string {
 			return
 		}
 		serveBin = filepath.Join(dir, "orderflow")
-		if out, err := exec.Command("go", "build", "-o", serveBin, ".").CombinedOutput(); err != nil { //nolint:gosec,noctx // G204: builds this package into a temp dir, once
+		if out, err := exec.Command("go", "build", "-o", serveBin, ".").CombinedOutput(); err != nil {
 			serveBinErr = fmt.Errorf("%w\n%s", err, out)
 		}
 	})
@@ -494,7 +494,7 @@ func (p *servedProc) post(ctx context.Context, order, commandID, action string) 
 // for the version, and checks its state.
 func (p *servedProc) wantOrder(t *testing.T, order, state string, version int64) {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("%s/v1/orders/%s?min_version=%d&wait=5s", p.base, order, version)) //nolint:noctx // bounded by wait
+	resp, err := http.Get(fmt.Sprintf("%s/v1/orders/%s?min_version=%d&wait=5s", p.base, order, version))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,7 +534,7 @@ func (d *deployment) verify(t *testing.T) *verify.Report {
 // scrape reads a process's /metrics in the Prometheus text format.
 func scrape(t *testing.T, p *servedProc) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(p.base + "/metrics") //nolint:noctx // a local scrape in a test
+	resp, err := http.Get(p.base + "/metrics")
 	if err != nil {
 		t.Fatalf("scrape %s: %v", p.name, err)
 	}
