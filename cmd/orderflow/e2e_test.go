@@ -104,7 +104,16 @@ func TestServeEndToEnd(t *testing.T) {
 	// What HTTP answered is what Kafka carries, and the deployment is sound.
 	kopts := []kgo.Opt{kgo.SeedBrokers(testenv.Kafka(t)...)}
 	names := topics.NewNames(prefix)
-	onKafka := readEvents(t, kopts, names)
+	// The API may answer from PostgreSQL before the publisher's Kafka
+	// transaction lands: read until all three events are there.
+	var onKafka map[string]topics.Event
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		onKafka = readEvents(t, kopts, names)
+		if len(onKafka) >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	for _, ev := range []topics.Event{created, pays[0], rejected} {
 		got, ok := onKafka[ev.CommandID]
 		if !ok {
@@ -122,6 +131,10 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	defer pool.Close()
 	rep, err := verify.Run(context.Background(), pool, kopts, names, 10)
+	for deadline := time.Now().Add(30 * time.Second); (err != nil || !rep.OK()) && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		rep, err = verify.Run(context.Background(), pool, kopts, names, 10)
+	}
 	if err != nil || !rep.OK() || rep.Outcomes != 3 || rep.Events != 3 {
 		t.Fatalf("verify: %v %+v", err, rep)
 	}
