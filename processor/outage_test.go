@@ -172,7 +172,7 @@ func (b *bundle) spawnProbed(t *testing.T, name string) *probed {
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	cmd := exec.Command(orderflowBinary(t), "serve", "--role", "processor")
+	cmd := exec.Command(testenv.OrderflowBinary(t), "serve", "--role", "processor")
 	cmd.Env = append(os.Environ(),
 		"KAFKA_BROKERS="+strings.Join(testenv.Kafka(t), ","), "DATABASE_URL="+b.dbURL,
 		"ORDERFLOW_TOPIC_PREFIX="+strings.TrimSuffix(b.names.Commands, "orders.commands"), "ORDERFLOW_GROUP="+b.group,

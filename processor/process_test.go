@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,41 +13,6 @@ import (
 	"github.com/orderflow/orderflow/scripts/testenv"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
-
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
-
-// orderflowBinary builds cmd/orderflow once per test run: the crash tests
-// kill real processes, not goroutines.
-func orderflowBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "orderflow-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "orderflow")
-		out, err := exec.Command("go", "build", "-o", binary, "../cmd/orderflow").CombinedOutput()
-		if err != nil {
-			buildErr = &buildError{out: string(out), err: err}
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build orderflow: %v", buildErr)
-	}
-	return binary
-}
-
-type buildError struct {
-	out string
-	err error
-}
-
-func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
 
 // proc is an `orderflow serve --role processor` process of the bundle's
 // deployment.
@@ -60,7 +24,7 @@ type proc struct {
 
 func (b *bundle) spawn(t *testing.T, name string) *proc {
 	t.Helper()
-	cmd := exec.Command(orderflowBinary(t), "serve", "--role", "processor")
+	cmd := exec.Command(testenv.OrderflowBinary(t), "serve", "--role", "processor")
 	cmd.Env = append(os.Environ(),
 		"KAFKA_BROKERS="+strings.Join(testenv.Kafka(t), ","),
 		"DATABASE_URL="+b.dbURL,

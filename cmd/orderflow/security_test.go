@@ -104,40 +104,6 @@ func selfSignedPEM(t *testing.T) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-var (
-	secBuildOnce sync.Once
-	secBinary    string
-	secBuildErr  error
-)
-
-// builtBinary builds orderflow once: the secret tests read a real process's
-// stderr, which an in-process run would share with the test.
-func builtBinary(t *testing.T) string {
-	t.Helper()
-	secBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "orderflow-sec")
-		if err != nil {
-			secBuildErr = err
-			return
-		}
-		secBinary = filepath.Join(dir, "orderflow")
-		if out, err := exec.Command("go", "build", "-o", secBinary, ".").CombinedOutput(); err != nil {
-			secBuildErr = &buildFailed{string(out), err}
-		}
-	})
-	if secBuildErr != nil {
-		t.Fatal(secBuildErr)
-	}
-	return secBinary
-}
-
-type buildFailed struct {
-	out string
-	err error
-}
-
-func (b *buildFailed) Error() string { return b.err.Error() + "\n" + b.out }
-
 // withPassword puts a password into a PostgreSQL URL. The local test server
 // trusts loopback connections, so the password is sent and ignored.
 func withPassword(t *testing.T, raw, password string) string {
@@ -176,7 +142,7 @@ func (l *lockedBuffer) String() string {
 
 func startOrderflow(t *testing.T, env []string, args ...string) *serveProc {
 	t.Helper()
-	cmd := exec.Command(builtBinary(t), args...)
+	cmd := exec.Command(testenv.OrderflowBinary(t), args...)
 	// Only what the test gives: no inherited DATABASE_URL or keys.
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	p := &serveProc{cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
@@ -282,7 +248,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 
 	t.Run("help", func(t *testing.T) {
 		for _, sub := range []string{"serve", "verify", "migrate", "send", "get"} {
-			cmd := exec.Command(builtBinary(t), sub, "-h")
+			cmd := exec.Command(testenv.OrderflowBinary(t), sub, "-h")
 			cmd.Env = append(os.Environ(), base...)
 			out, _ := cmd.CombinedOutput()
 			if !strings.Contains(string(out), "$DATABASE_URL") && !strings.Contains(string(out), "$KAFKA_BROKERS") && !strings.Contains(string(out), "$ORDERFLOW_API") {

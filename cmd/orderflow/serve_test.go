@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -335,7 +334,7 @@ type servedProc struct {
 func (d *deployment) spawn(t *testing.T, name, role string, env ...string) *servedProc {
 	t.Helper()
 	addr := freeAddr(t)
-	cmd := exec.Command(serveBinary(t), "serve", "--role", role)
+	cmd := exec.Command(testenv.OrderflowBinary(t), "serve", "--role", role)
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(k, "ORDERFLOW_") && k != "KAFKA_BROKERS" && k != "DATABASE_URL" {
@@ -381,33 +380,6 @@ func (d *deployment) spawn(t *testing.T, name, role string, env ...string) *serv
 		}
 	})
 	return p
-}
-
-var (
-	serveBinOnce sync.Once
-	serveBin     string
-	serveBinErr  error
-)
-
-// serveBinary builds this command once per test run: scale-out is about
-// separate processes, not goroutines.
-func serveBinary(t *testing.T) string {
-	t.Helper()
-	serveBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "orderflow-serve-test")
-		if err != nil {
-			serveBinErr = err
-			return
-		}
-		serveBin = filepath.Join(dir, "orderflow")
-		if out, err := exec.Command("go", "build", "-o", serveBin, ".").CombinedOutput(); err != nil {
-			serveBinErr = fmt.Errorf("%w\n%s", err, out)
-		}
-	})
-	if serveBinErr != nil {
-		t.Fatalf("build orderflow: %v", serveBinErr)
-	}
-	return serveBin
 }
 
 func (p *servedProc) waitReady(t *testing.T) {
