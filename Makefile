@@ -79,7 +79,8 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 4s)
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		if ! grep -q "^func $$name(" $$pkg/*_test.go; then echo "fuzz: $$name not found in $$pkg"; exit 1; fi; \
 		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg | tail -n 1; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out" | tail -n 40; exit 1; }; \
+		echo "$$out" | tail -n 1; \
 	done
 
 .PHONY: test/race
