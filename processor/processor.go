@@ -62,6 +62,8 @@ type Processor struct {
 	cl  *kgo.Client
 	adm *kadm.Client
 
+	commits chan *commitReq // batches for the committers
+
 	mu      sync.Mutex
 	workers map[int32]*worker
 	ctx     context.Context // the processor's lifetime, parent of workers
@@ -90,6 +92,7 @@ func New(cfg Config, pool *pgxpool.Pool) (*Processor, error) {
 		cfg: cfg, pool: pool, log: logger, m: newMetrics(cfg.Registerer),
 		id:      fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(rnd[:])),
 		workers: make(map[int32]*worker),
+		commits: make(chan *commitReq),
 	}, nil
 }
 
@@ -119,6 +122,17 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	p.cl = cl
 	p.adm = kadm.NewClient(cl)
+	// The committers outlive the run context: stopping lets workers finish
+	// the batch in hand, so they stop after the workers.
+	cctx, stopCommitters := context.WithCancel(context.WithoutCancel(ctx))
+	var committing sync.WaitGroup
+	for range committers {
+		committing.Go(func() { p.runCommitter(cctx) })
+	}
+	defer func() {
+		stopCommitters()
+		committing.Wait()
+	}()
 	p.log.Info("processor started", "group", p.cfg.Group, "topic", p.cfg.Names.Commands, "member", p.id)
 
 	for {

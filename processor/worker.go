@@ -89,24 +89,32 @@ func (w *worker) run() {
 }
 
 // commit runs one batch until it commits; false when the worker must stop
-// (fenced, or told to stop).
+// (fenced, or told to stop). The batch goes to the shared committers; after
+// a failure it is retried in a transaction of its own, so that a batch that
+// PostgreSQL refuses holds up its own partition only.
 func (w *worker) commit(recs []*kgo.Record) bool {
 	items, orderIDs, commandIDs := prepare(recs)
+	part := store.Part{Owner: w.owner, OrderIDs: orderIDs, CommandIDs: commandIDs}
 	b := newBackoff()
+	alone := false
 	for {
-		var d decision
-		start := time.Now()
-		err := store.RunBatch(w.ctx, w.p.pool, w.owner, orderIDs, commandIDs, func(s store.Snapshot) (store.Writes, error) {
-			if s.Position.NextOffset != w.pos.NextOffset {
-				// Our own position row moved under us: only a second
-				// claim by this owner token could do it.
-				w.p.log.Warn("position moved", "partition", w.owner.Partition, "want", w.pos.NextOffset, "have", s.Position.NextOffset)
+		var (
+			d   decision
+			err error
+		)
+		if alone {
+			start := time.Now()
+			err = store.RunBatch(w.ctx, w.p.pool, w.owner, orderIDs, commandIDs, func(s store.Snapshot) (store.Writes, error) {
+				d = decide(items, s, store.Now())
+				return d.writes, nil
+			})
+			if err == nil {
+				w.p.m.txSeconds.Observe(time.Since(start).Seconds())
 			}
-			d = decide(items, s, store.Now())
-			return d.writes, nil
-		})
+		} else {
+			d, err = w.commitShared(items, part)
+		}
 		if err == nil {
-			w.p.m.txSeconds.Observe(time.Since(start).Seconds())
 			w.committed(items, d)
 			select {
 			case w.pub.in <- d.entries:
@@ -134,6 +142,7 @@ func (w *worker) commit(recs []*kgo.Record) bool {
 			w.p.m.batchErrors.WithLabelValues("retried").Inc()
 			w.p.log.Warn("batch failed; retrying", "partition", w.owner.Partition, "records", len(recs), "err", err)
 		}
+		alone = true
 		if !b.wait(w.ctx) {
 			return false
 		}

@@ -119,76 +119,171 @@ func Claim(ctx context.Context, pool *pgxpool.Pool, o Owner) (Position, error) {
 	return p, nil
 }
 
-// RunBatch runs one batch in ONE transaction: it locks the partition's
-// position row (failing with ErrFenced if owner lost the claim), reads the
-// orders and command_ids the batch touches, calls decide, and writes its
-// decision: outcomes, de-duplication rows, dead letters, order rows (version
-// checked) and the new position. Either all of it commits or none of it.
+// RunBatch runs one partition's batch in ONE transaction: it locks the
+// partition's position row (failing with ErrFenced if owner lost the claim),
+// reads the orders and command_ids the batch touches, calls decide, and
+// writes its decision: outcomes, de-duplication rows, dead letters, order
+// rows (version checked) and the new position. Either all of it commits or
+// none of it.
 func RunBatch(ctx context.Context, pool *pgxpool.Pool, o Owner, orderIDs, commandIDs []string,
 	decide func(Snapshot) (Writes, error),
 ) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		snap, err := read(ctx, tx, o, orderIDs, commandIDs)
-		if err != nil {
-			return err
-		}
-		w, err := decide(snap)
-		if err != nil {
-			return err
-		}
-		return write(ctx, tx, o, w)
-	})
+	fenced, err := RunBatches(ctx, pool, []Part{{Owner: o, OrderIDs: orderIDs, CommandIDs: commandIDs}},
+		func(_ int, s Snapshot) (Writes, error) { return decide(s) })
+	if err == nil && fenced[0] {
+		err = ErrFenced
+	}
+	return err
 }
 
-func read(ctx context.Context, tx pgx.Tx, o Owner, orderIDs, commandIDs []string) (Snapshot, error) {
-	snap := Snapshot{Orders: make(map[string]OrderState, len(orderIDs)), Seen: make(map[string]bool)}
+// Part is one partition's share of a transaction that RunBatches runs.
+type Part struct {
+	Owner      Owner
+	OrderIDs   []string
+	CommandIDs []string
+}
+
+// RunBatches runs the batches of several partitions in ONE transaction, as
+// RunBatch runs one: one commit (one WAL flush) for all of them is what
+// keeps a processor with many quiet partitions cheap. decide is called for
+// each part still owned, in order, and the snapshots share one Seen map, so
+// a command_id that turns up in two parts gets one outcome. fenced[i] reports
+// a part whose claim was lost; nothing is written for it, and the others
+// still commit. An error means nothing committed.
+func RunBatches(ctx context.Context, pool *pgxpool.Pool, parts []Part,
+	decide func(i int, s Snapshot) (Writes, error),
+) (fenced []bool, err error) {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		snaps, err := read(ctx, tx, parts)
+		if err != nil {
+			return err
+		}
+		fenced = make([]bool, len(parts))
+		b := &pgx.Batch{}
+		var checks []func(pgconn.CommandTag) error
+		for i := range parts {
+			if snaps[i] == nil {
+				fenced[i] = true
+				continue
+			}
+			w, err := decide(i, *snaps[i])
+			if err != nil {
+				return err
+			}
+			checks = queueWrites(b, checks, parts[i].Owner, w)
+		}
+		if len(checks) == 0 {
+			return nil
+		}
+		res := tx.SendBatch(ctx, b)
+		defer res.Close()
+		for _, check := range checks {
+			tag, err := res.Exec()
+			if err != nil {
+				return fmt.Errorf("write batch: %w", err)
+			}
+			if check != nil {
+				if err := check(tag); err != nil {
+					return err
+				}
+			}
+		}
+		return res.Close()
+	})
+	return fenced, err
+}
+
+// read locks the position rows of the parts still owned and reads the orders
+// and command_ids they touch. A nil snapshot is a part whose claim was lost.
+func read(ctx context.Context, tx pgx.Tx, parts []Part) ([]*Snapshot, error) {
+	n := 0
+	for i := range parts {
+		n += len(parts[i].OrderIDs)
+	}
+	var (
+		topicNames, owners   []string
+		partNums             []int32
+		orderIDs, commandIDs []string
+	)
+	if len(parts) == 1 {
+		orderIDs, commandIDs = parts[0].OrderIDs, parts[0].CommandIDs
+	} else {
+		orderIDs = make([]string, 0, n)
+		for i := range parts {
+			orderIDs = append(orderIDs, parts[i].OrderIDs...)
+			commandIDs = append(commandIDs, parts[i].CommandIDs...)
+		}
+	}
+	for i := range parts {
+		topicNames = append(topicNames, parts[i].Owner.Topic)
+		partNums = append(partNums, parts[i].Owner.Partition)
+		owners = append(owners, parts[i].Owner.Token)
+	}
+	orders := make(map[string]OrderState, n)
+	seen := make(map[string]bool)
 	b := &pgx.Batch{}
-	b.Queue(`SELECT next_offset, next_seq FROM partition_offsets
-		WHERE topic = $1 AND topic_partition = $2 AND owner = $3 FOR UPDATE`, o.Topic, o.Partition, o.Token)
+	b.Queue(`SELECT p.topic, p.topic_partition, p.next_offset, p.next_seq FROM partition_offsets p
+		JOIN unnest($1::text[], $2::int[], $3::text[]) AS u(topic, topic_partition, owner)
+			ON p.topic = u.topic AND p.topic_partition = u.topic_partition AND p.owner = u.owner
+		FOR UPDATE OF p`, topicNames, partNums, owners)
 	b.Queue(`SELECT order_id, state, version, created_at FROM orders WHERE order_id = ANY($1)`, orderIDs)
 	b.Queue(`SELECT command_id FROM commands WHERE command_id = ANY($1)`, commandIDs)
 	res := tx.SendBatch(ctx, b)
 	defer res.Close()
 
-	err := res.QueryRow().Scan(&snap.Position.NextOffset, &snap.Position.NextSeq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return snap, ErrFenced
-	}
-	if err != nil {
-		return snap, fmt.Errorf("lock position: %w", err)
-	}
+	snaps := make([]*Snapshot, len(parts))
 	rows, err := res.Query()
 	if err != nil {
-		return snap, fmt.Errorf("read orders: %w", err)
+		return nil, fmt.Errorf("lock positions: %w", err)
+	}
+	var (
+		topic string
+		part  int32
+		pos   Position
+	)
+	_, err = pgx.ForEachRow(rows, []any{&topic, &part, &pos.NextOffset, &pos.NextSeq}, func() error {
+		for i := range parts {
+			if parts[i].Owner.Topic == topic && parts[i].Owner.Partition == part {
+				snaps[i] = &Snapshot{Position: pos, Orders: orders, Seen: seen}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock positions: %w", err)
+	}
+	rows, err = res.Query()
+	if err != nil {
+		return nil, fmt.Errorf("read orders: %w", err)
 	}
 	var (
 		id string
 		s  OrderState
 	)
 	_, err = pgx.ForEachRow(rows, []any{&id, &s.State, &s.Version, &s.CreatedAt}, func() error {
-		snap.Orders[id] = s
+		orders[id] = s
 		return nil
 	})
 	if err != nil {
-		return snap, fmt.Errorf("read orders: %w", err)
+		return nil, fmt.Errorf("read orders: %w", err)
 	}
 	rows, err = res.Query()
 	if err != nil {
-		return snap, fmt.Errorf("read command ids: %w", err)
+		return nil, fmt.Errorf("read command ids: %w", err)
 	}
 	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
-		snap.Seen[id] = true
+		seen[id] = true
 		return nil
 	})
 	if err != nil {
-		return snap, fmt.Errorf("read command ids: %w", err)
+		return nil, fmt.Errorf("read command ids: %w", err)
 	}
-	return snap, res.Close()
+	return snaps, res.Close()
 }
 
-func write(ctx context.Context, tx pgx.Tx, o Owner, w Writes) error {
-	b := &pgx.Batch{}
-	var checks []func(pgconn.CommandTag) error
+// queueWrites queues the statements that write one part's decision, and a
+// check of each one's result (nil: none), onto b.
+func queueWrites(b *pgx.Batch, checks []func(pgconn.CommandTag) error, o Owner, w Writes) []func(pgconn.CommandTag) error {
 
 	if n := len(w.Outcomes); n > 0 {
 		cols := outcomeColumns(w.Outcomes)
@@ -268,20 +363,7 @@ func write(ctx context.Context, tx pgx.Tx, o Owner, w Writes) error {
 		return nil
 	})
 
-	res := tx.SendBatch(ctx, b)
-	defer res.Close()
-	for _, check := range checks {
-		tag, err := res.Exec()
-		if err != nil {
-			return fmt.Errorf("write batch: %w", err)
-		}
-		if check != nil {
-			if err := check(tag); err != nil {
-				return err
-			}
-		}
-	}
-	return res.Close()
+	return checks
 }
 
 func expectRows(n int) func(pgconn.CommandTag) error {
