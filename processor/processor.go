@@ -63,6 +63,7 @@ type Processor struct {
 	adm *kadm.Client
 
 	commits chan *commitReq // batches for the committers
+	pub     *publisher
 
 	mu      sync.Mutex
 	workers map[int32]*worker
@@ -133,6 +134,15 @@ func (p *Processor) Run(ctx context.Context) error {
 		stopCommitters()
 		committing.Wait()
 	}()
+	// The publisher stops last: stopping workers hand their partitions over
+	// once it has published what they committed.
+	p.pub = newPublisher(p)
+	pctx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))
+	go p.pub.run(pctx)
+	defer func() {
+		stopPublisher()
+		<-p.pub.done
+	}()
 	p.log.Info("processor started", "group", p.cfg.Group, "topic", p.cfg.Names.Commands, "member", p.id)
 
 	for {
@@ -195,13 +205,6 @@ func (p *Processor) start(owner store.Owner, pos store.Position) {
 	w := &worker{
 		p: p, owner: owner, pos: pos,
 		in: make(chan []*kgo.Record, queueLen), quit: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
-	}
-	w.pub = &publisher{
-		partition: owner.Partition, names: p.cfg.Names, kopts: p.cfg.KafkaOpts, pool: p.pool, adm: p.adm, log: p.log, m: p.m,
-		// One transactional id per group, topic and partition: whoever
-		// owns the partition next fences whoever owned it before.
-		txnID: fmt.Sprintf("%s.%s.%d", p.cfg.Group, p.cfg.Names.Events, owner.Partition),
-		in:    make(chan []store.Entry, 16), done: make(chan struct{}),
 	}
 	p.mu.Lock()
 	if old := p.workers[owner.Partition]; old != nil {

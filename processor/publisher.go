@@ -1,14 +1,15 @@
 package processor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/orderflow/orderflow/processor/store"
 	"github.com/orderflow/orderflow/topics"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -17,35 +18,120 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// errPublisherFenced means a newer owner of the partition took over its
-// transactional id; this publisher must stop.
-var errPublisherFenced = errors.New("publisher fenced by a newer owner of the partition")
+// errPublisherFenced means the partition's new owner fenced this process's
+// producer; the publisher starts again under a new transactional id.
+var errPublisherFenced = errors.New("publisher fenced by a newer owner of a partition")
 
-// errWorkerDone means the worker stopped and everything it handed over was
-// published.
-var errWorkerDone = errors.New("worker done")
+// maxHeld bounds the outbox entries the publisher holds in memory; past it,
+// workers wait to hand over more, which slows consumption instead of memory
+// growing without bound while Kafka is away.
+const maxHeld = 50000
 
-// publisher sends one partition's outbox to Kafka in seq order, each batch in
-// one Kafka transaction, and never sends a seq twice (see the package doc).
-type publisher struct {
-	partition int32
-	names     topics.Names
-	txnID     string
-	kopts     []kgo.Opt
-	pool      *pgxpool.Pool
-	adm       *kadm.Client
-	log       *slog.Logger
-	m         *metrics
+// maxTxnRecords bounds the records of one Kafka transaction.
+const maxTxnRecords = 20000
 
-	in   chan []store.Entry
-	done chan struct{}
-	err  error // why it stopped; read after done is closed
+// outboxPageSize is how many entries a catch-up reads from PostgreSQL at once.
+const outboxPageSize = 5000
 
-	cl   *kgo.Client
-	last int64 // highest seq known to be in the topics
+type pubKind int
+
+const (
+	pubAdd     pubKind = iota // a worker took over the partition
+	pubEntries                // a committed batch's outbox entries
+	pubRelease                // the worker stopped: hand the partition over
+)
+
+// pubMsg is what a worker tells the publisher. One channel carries all of a
+// worker's messages, so the publisher sees them in the order they were sent.
+type pubMsg struct {
+	kind    pubKind
+	owner   store.Owner
+	entries []store.Entry
+	done    chan struct{} // pubRelease: closed once handed over or dropped
 }
 
-// run publishes until ctx ends or it is fenced.
+// pubPart is the publisher's view of one partition. pending always holds
+// the seqs right after last, without gaps: last+1, last+2, ...
+type pubPart struct {
+	owner   store.Owner
+	ready   bool // registered under the current producer, the previous one fenced, last read back
+	catchUp bool // PostgreSQL may hold committed seqs past what pending holds
+	last    int64
+	pending []store.Entry
+	release chan struct{} // non-nil: hand over once everything is published
+}
+
+// high is the highest seq held or published.
+func (pp *pubPart) high() int64 {
+	if n := len(pp.pending); n > 0 {
+		return pp.pending[n-1].Seq
+	}
+	return pp.last
+}
+
+// add appends entries that continue pending. Entries already held are
+// skipped; entries past a gap (a batch whose COMMIT succeeded but whose
+// reply was lost, so its worker handed nothing over) are left to the
+// catch-up, which reads them, in order, from PostgreSQL.
+func (pp *pubPart) add(es []store.Entry) {
+	hi := pp.high()
+	i := 0
+	for i < len(es) && es[i].Seq <= hi {
+		i++
+	}
+	es = es[i:]
+	if len(es) == 0 {
+		return
+	}
+	if pp.catchUp || es[0].Seq != hi+1 {
+		pp.catchUp = true
+		return
+	}
+	pp.pending = append(pp.pending, es...)
+}
+
+// publisher sends the outbox of every partition this process owns to Kafka:
+// in seq order per partition, many partitions in one Kafka transaction of one
+// transactional producer, and never a seq twice (see the package doc). One
+// goroutine runs it; workers talk to it through in and drop.
+type publisher struct {
+	p    *Processor
+	in   chan pubMsg
+	done chan struct{}
+
+	dropMu sync.Mutex
+	drops  []store.Owner
+	wake   chan struct{}
+
+	parts  map[int32]*pubPart
+	held   int // entries in all pending lists
+	cl     *kgo.Client
+	txnID  string
+	gen    int
+	fenced map[string]bool // other producers' ids this process fenced
+}
+
+func newPublisher(p *Processor) *publisher {
+	return &publisher{
+		p: p, in: make(chan pubMsg, 64), done: make(chan struct{}), wake: make(chan struct{}, 1),
+		parts: make(map[int32]*pubPart), fenced: make(map[string]bool),
+	}
+}
+
+// drop forgets a partition at once, published or not: its worker was
+// abandoned, or handing it over took too long. The next owner fences this
+// producer and publishes the rest from PostgreSQL.
+func (pb *publisher) drop(o store.Owner) {
+	pb.dropMu.Lock()
+	pb.drops = append(pb.drops, o)
+	pb.dropMu.Unlock()
+	select {
+	case pb.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run publishes until ctx ends.
 func (pb *publisher) run(ctx context.Context) {
 	defer close(pb.done)
 	defer func() {
@@ -53,96 +139,270 @@ func (pb *publisher) run(ctx context.Context) {
 			pb.cl.Close()
 		}
 	}()
-	backoff := newBackoff()
+	b := newBackoff()
 	for {
-		err := pb.recover(ctx)
-		if err == nil {
-			err = pb.loop(ctx)
-		}
-		if ctx.Err() != nil || errors.Is(err, errWorkerDone) {
+		err := pb.step(ctx)
+		if ctx.Err() != nil {
 			return
+		}
+		if err == nil {
+			b = newBackoff()
+			continue
 		}
 		if errors.Is(err, errPublisherFenced) {
-			pb.err = err
-			pb.log.Info("publisher stopped: partition taken over", "partition", pb.partition)
-			return
+			pb.p.log.Info("publisher fenced by a partition's new owner; starting again under a new transactional id", "txn_id", pb.txnID)
+		} else {
+			pb.p.m.publishErrors.Inc()
+			pb.p.log.Warn("publisher failed; recovering", "txn_id", pb.txnID, "err", err)
 		}
-		pb.m.publishErrors.Inc()
-		pb.log.Warn("publisher failed; recovering", "partition", pb.partition, "err", err)
-		if pb.cl != nil {
-			pb.cl.Close()
-			pb.cl = nil
-		}
-		if !backoff.wait(ctx) {
+		pb.reset()
+		if !b.wait(ctx) {
 			return
 		}
 	}
 }
 
-// loop publishes what the worker hands over. Entries at or below last were
-// already published by a recovery and are skipped.
-func (pb *publisher) loop(ctx context.Context) error {
-	for {
-		var entries []store.Entry
+// reset abandons the producer. The next step makes a new one, under a new
+// transactional id, and prepares every partition again: the last
+// transaction's fate is unknown, so each reads back what reached the topics.
+func (pb *publisher) reset() {
+	if pb.cl != nil {
+		pb.cl.Close()
+		pb.cl = nil
+	}
+	for _, pp := range pb.parts {
+		pp.ready = false
+	}
+}
+
+// step waits for work if there is none, takes in what else is waiting, and
+// publishes it in one transaction.
+func (pb *publisher) step(ctx context.Context) error {
+	pb.applyDrops()
+	if !pb.hasWork() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case e, ok := <-pb.in:
-			if !ok {
-				return errWorkerDone
-			}
-			entries = e
+		case m := <-pb.in:
+			pb.handle(m)
+		case <-pb.wake:
+			pb.applyDrops()
 		}
-		// Take whatever else is waiting: one transaction for all of it.
-	more:
-		for len(entries) < 20000 {
-			select {
-			case e, ok := <-pb.in:
-				if !ok {
-					break more
-				}
-				entries = append(entries, e...)
-			default:
-				break more
-			}
+	}
+	for pb.held < maxHeld {
+		select {
+		case m := <-pb.in:
+			pb.handle(m)
+			continue
+		default:
 		}
-		if err := pb.publish(ctx, entries); err != nil {
+		break
+	}
+	if !pb.hasWork() {
+		return nil
+	}
+	if pb.cl == nil {
+		if err := pb.newProducer(ctx); err != nil {
 			return err
+		}
+	}
+	for _, pp := range pb.sorted() {
+		if !pp.ready {
+			if err := pb.prepare(ctx, pp); err != nil {
+				return err
+			}
+		}
+	}
+	for _, pp := range pb.sorted() {
+		if err := pb.catchUp(ctx, pp); err != nil {
+			return err
+		}
+	}
+	if err := pb.publish(ctx); err != nil {
+		return err
+	}
+	return pb.handOver(ctx)
+}
+
+func (pb *publisher) hasWork() bool {
+	for _, pp := range pb.parts {
+		if !pp.ready || pp.catchUp || len(pp.pending) > 0 || pp.release != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// sorted lists the partitions in partition order, so that work is done in
+// the same order every time.
+func (pb *publisher) sorted() []*pubPart {
+	ps := make([]*pubPart, 0, len(pb.parts))
+	for _, pp := range pb.parts {
+		ps = append(ps, pp)
+	}
+	slices.SortFunc(ps, func(a, b *pubPart) int { return cmp.Compare(a.owner.Partition, b.owner.Partition) })
+	return ps
+}
+
+func (pb *publisher) handle(m pubMsg) {
+	part := m.owner.Partition
+	pp := pb.parts[part]
+	switch m.kind {
+	case pubAdd:
+		if pp != nil {
+			pb.forget(pp) // an earlier claim of ours; it is fenced by this one
+		}
+		pb.parts[part] = &pubPart{owner: m.owner, catchUp: true}
+	case pubEntries:
+		if pp == nil || pp.owner != m.owner {
+			return // a claim that was dropped
+		}
+		n := len(pp.pending)
+		pp.add(m.entries)
+		pb.held += len(pp.pending) - n
+	case pubRelease:
+		if pp == nil || pp.owner != m.owner {
+			close(m.done)
+			return
+		}
+		pp.release = m.done
+	}
+}
+
+func (pb *publisher) applyDrops() {
+	pb.dropMu.Lock()
+	drops := pb.drops
+	pb.drops = nil
+	pb.dropMu.Unlock()
+	for _, o := range drops {
+		if pp := pb.parts[o.Partition]; pp != nil && pp.owner == o {
+			pb.forget(pp)
 		}
 	}
 }
 
-// publish sends the entries with seq > last in one transaction. A gap
-// between last and the first entry (a batch whose COMMIT succeeded but whose
-// reply was lost, so the worker handed nothing over for it) is filled from
-// PostgreSQL first: seqs are published in order and none is stepped over.
-func (pb *publisher) publish(ctx context.Context, entries []store.Entry) error {
-	i := 0
-	for i < len(entries) && entries[i].Seq <= pb.last {
-		i++
+func (pb *publisher) forget(pp *pubPart) {
+	pb.held -= len(pp.pending)
+	delete(pb.parts, pp.owner.Partition)
+	pb.p.m.outboxLast.DeleteLabelValues(strconv.Itoa(int(pp.owner.Partition)))
+	if pp.release != nil {
+		close(pp.release)
 	}
-	entries = entries[i:]
-	if len(entries) == 0 {
+}
+
+// newProducer starts a producer under a transactional id never used before
+// and initialises it at once. Only then is the id recorded for partitions
+// (prepare), so a successor that fences the recorded id always fences this
+// producer's one and only initialisation; the client's own later re-inits
+// pass the current epoch and fail once fenced.
+func (pb *publisher) newProducer(ctx context.Context) error {
+	pb.gen++
+	cfg := pb.p.cfg
+	pb.txnID = fmt.Sprintf("%s.%s.%s.%d", cfg.Group, cfg.Names.Events, pb.p.id, pb.gen)
+	cl, err := kgo.NewClient(append(cfg.KafkaOpts,
+		kgo.TransactionalID(pb.txnID),
+		kgo.TransactionTimeout(30*time.Second),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0),
+		// A transaction that starts right after the previous one may find
+		// Kafka still writing its markers (CONCURRENT_TRANSACTIONS); the
+		// default 20 ms wait before retrying would be most of the latency.
+		kgo.ConcurrentTransactionsBackoff(2*time.Millisecond),
+	)...)
+	if err != nil {
+		return fmt.Errorf("producer client: %w", err)
+	}
+	pb.cl = cl
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return fmt.Errorf("initialise producer %s: %w", pb.txnID, err)
+	}
+	return nil
+}
+
+// prepare makes this producer the only one for pp's partition: it records
+// the producer's transactional id in PostgreSQL, fences the one recorded
+// before (which also aborts its open transaction), then reads the highest seq
+// back from the events and DLQ partitions. A partition whose claim was lost
+// is forgotten.
+func (pb *publisher) prepare(ctx context.Context, pp *pubPart) error {
+	prev, err := store.RegisterPublisher(ctx, pb.p.pool, pp.owner, pb.txnID)
+	if errors.Is(err, store.ErrFenced) {
+		pb.forget(pp)
 		return nil
 	}
-	if first := entries[0].Seq; first > pb.last+1 {
-		var missing []store.Entry
-		for after := pb.last; after < first-1; {
-			page, err := store.OutboxPage(ctx, pb.pool, pb.partition, after, first, 5000)
-			if err != nil {
-				return err
-			}
-			if len(page) == 0 {
-				return fmt.Errorf("outbox of partition %d lacks seqs %d..%d", pb.partition, after+1, first-1)
-			}
-			missing = append(missing, page...)
-			after = page[len(page)-1].Seq
-		}
-		entries = append(missing, entries...)
-	}
-	recs, err := records(pb.names, pb.partition, entries, pb.names.Commands)
 	if err != nil {
 		return err
+	}
+	if prev != "" && prev != pb.txnID && !pb.fenced[prev] {
+		if err := fence(ctx, pb.cl, prev); err != nil {
+			return err
+		}
+		pb.fenced[prev] = true
+	}
+	names := pb.p.cfg.Names
+	last, err := lastSeq(ctx, pb.p.adm, pb.p.cfg.KafkaOpts, pp.owner.Partition, names.Events, names.DLQ)
+	if err != nil {
+		return err
+	}
+	// What reached the topics may be more than what this process knew
+	// had (a commit whose reply was lost), never less.
+	i := 0
+	for i < len(pp.pending) && pp.pending[i].Seq <= last {
+		i++
+	}
+	pb.held -= i
+	pp.pending = pp.pending[i:] // still gap-free: pending held last+1, last+2, ...
+	pp.last = max(pp.last, last)
+	pp.ready, pp.catchUp = true, true
+	pb.p.m.outboxLast.WithLabelValues(strconv.Itoa(int(pp.owner.Partition))).Set(float64(pp.last))
+	return nil
+}
+
+// catchUp reads committed entries past what pp holds from PostgreSQL, a page
+// at a time: after a takeover, a reset, or a gap.
+func (pb *publisher) catchUp(ctx context.Context, pp *pubPart) error {
+	if !pp.catchUp || !pp.ready || len(pp.pending) >= outboxPageSize {
+		return nil
+	}
+	hi := pp.high()
+	page, err := store.OutboxPage(ctx, pb.p.pool, pp.owner.Partition, hi, 1<<62, outboxPageSize)
+	if err != nil {
+		return err
+	}
+	if len(page) > 0 && page[0].Seq != hi+1 {
+		return fmt.Errorf("outbox of partition %d lacks seqs %d..%d", pp.owner.Partition, hi+1, page[0].Seq-1)
+	}
+	pp.pending = append(pp.pending, page...)
+	pb.held += len(page)
+	pp.catchUp = len(page) == outboxPageSize
+	return nil
+}
+
+// publish sends what the ready partitions hold in one Kafka transaction.
+func (pb *publisher) publish(ctx context.Context) error {
+	type took struct {
+		pp *pubPart
+		n  int
+	}
+	var (
+		recs  []*kgo.Record
+		taken []took
+	)
+	names := pb.p.cfg.Names
+	for _, pp := range pb.sorted() {
+		if !pp.ready || len(pp.pending) == 0 || len(recs) >= maxTxnRecords {
+			continue
+		}
+		n := min(len(pp.pending), maxTxnRecords-len(recs))
+		rs, err := records(names, pp.owner.Partition, pp.pending[:n], names.Commands)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, rs...)
+		taken = append(taken, took{pp, n})
+	}
+	if len(recs) == 0 {
+		return nil
 	}
 	start := time.Now()
 	if err := pb.cl.BeginTransaction(); err != nil {
@@ -158,10 +418,31 @@ func (pb *publisher) publish(ctx context.Context, entries []store.Entry) error {
 		pb.abort(ctx)
 		return classify(fmt.Errorf("commit transaction: %w", err))
 	}
-	pb.last = entries[len(entries)-1].Seq
-	pb.m.published.Add(float64(len(recs)))
-	pb.m.publishSeconds.Observe(time.Since(start).Seconds())
-	pb.m.outboxLast.WithLabelValues(strconv.Itoa(int(pb.partition))).Set(float64(pb.last))
+	for _, t := range taken {
+		t.pp.last = t.pp.pending[t.n-1].Seq
+		t.pp.pending = t.pp.pending[t.n:]
+		pb.held -= t.n
+		pb.p.m.outboxLast.WithLabelValues(strconv.Itoa(int(t.pp.owner.Partition))).Set(float64(t.pp.last))
+	}
+	pb.p.m.published.Add(float64(len(recs)))
+	pb.p.m.publishSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// handOver releases the partitions whose workers stopped once everything
+// they committed is out: clearing the record of this producer spares the
+// next owner a fence, which would also abort this process's transaction for
+// the partitions it keeps.
+func (pb *publisher) handOver(ctx context.Context) error {
+	for _, pp := range pb.sorted() {
+		if pp.release == nil || !pp.ready || pp.catchUp || len(pp.pending) > 0 {
+			continue
+		}
+		if err := store.ReleasePublisher(ctx, pb.p.pool, pp.owner, pb.txnID); err != nil {
+			return err
+		}
+		pb.forget(pp)
+	}
 	return nil
 }
 
@@ -178,48 +459,6 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", errPublisherFenced, err)
 	}
 	return err
-}
-
-// recover makes this publisher the only one for its partition and publishes
-// everything committed that the topics lack: it fences earlier producers of
-// the transactional id (which also aborts their open transaction), reads the
-// highest seq back from the events and DLQ partitions, then sends the rest
-// from PostgreSQL.
-func (pb *publisher) recover(ctx context.Context) error {
-	start := time.Now()
-	cl, err := kgo.NewClient(append(pb.kopts,
-		kgo.TransactionalID(pb.txnID),
-		kgo.TransactionTimeout(30*time.Second),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(0),
-	)...)
-	if err != nil {
-		return fmt.Errorf("producer client: %w", err)
-	}
-	pb.cl = cl
-	if err := fence(ctx, cl, pb.txnID); err != nil {
-		return err
-	}
-	last, err := lastSeq(ctx, pb.adm, pb.kopts, pb.partition, pb.names.Events, pb.names.DLQ)
-	if err != nil {
-		return err
-	}
-	pb.last = last
-	pb.m.outboxLast.WithLabelValues(strconv.Itoa(int(pb.partition))).Set(float64(last))
-	for {
-		page, err := store.OutboxPage(ctx, pb.pool, pb.partition, pb.last, 1<<62, 5000)
-		if err != nil {
-			return err
-		}
-		if len(page) == 0 {
-			break
-		}
-		if err := pb.publish(ctx, page); err != nil {
-			return err
-		}
-	}
-	pb.log.Debug("publisher recovered", "partition", pb.partition, "last_seq", pb.last, "took", time.Since(start))
-	return nil
 }
 
 // fence initialises the transactional id's producer, which bumps its epoch:

@@ -19,7 +19,6 @@ type worker struct {
 	p     *Processor
 	owner store.Owner
 	pos   store.Position
-	pub   *publisher
 
 	in     chan []*kgo.Record
 	quit   chan struct{} // closed: finish the batch in hand, then stop
@@ -38,21 +37,13 @@ const queueLen = 64
 
 func (w *worker) run() {
 	defer close(w.done)
-	pubCtx, pubCancel := context.WithCancel(context.WithoutCancel(w.ctx))
-	go w.pub.run(pubCtx)
-	defer func() {
-		// Let the publisher send what was committed, briefly; whatever it
-		// does not send, the partition's next owner sends.
-		grace := w.p.cfg.ShutdownGrace
-		if w.ctx.Err() != nil {
-			grace = 0 // abandoned: the partition is someone else's now
-		}
-		t := time.AfterFunc(grace, pubCancel)
-		close(w.pub.in)
-		<-w.pub.done
-		t.Stop()
-		pubCancel()
-	}()
+	pub := w.p.pub
+	select {
+	case pub.in <- pubMsg{kind: pubAdd, owner: w.owner}:
+	case <-w.ctx.Done():
+		return
+	}
+	defer w.handOver()
 	var pending []*kgo.Record
 	for {
 		if len(pending) == 0 {
@@ -60,8 +51,6 @@ func (w *worker) run() {
 			case <-w.quit:
 				return
 			case <-w.ctx.Done():
-				return
-			case <-w.pub.done:
 				return
 			case recs := <-w.in:
 				pending = recs
@@ -117,9 +106,7 @@ func (w *worker) commit(recs []*kgo.Record) bool {
 		if err == nil {
 			w.committed(items, d)
 			select {
-			case w.pub.in <- d.entries:
-			case <-w.pub.done:
-				return false
+			case w.p.pub.in <- pubMsg{kind: pubEntries, owner: w.owner, entries: d.entries}:
 			case <-w.ctx.Done():
 				return false // committed; the next owner publishes it
 			}
@@ -146,6 +133,36 @@ func (w *worker) commit(recs []*kgo.Record) bool {
 		if !b.wait(w.ctx) {
 			return false
 		}
+	}
+}
+
+// handOver waits, within the shutdown grace, until the publisher has sent
+// everything the worker committed and released the partition. An abandoned
+// worker does not wait: its partition is someone else's already.
+func (w *worker) handOver() {
+	pub := w.p.pub
+	if w.ctx.Err() != nil {
+		pub.drop(w.owner)
+		return
+	}
+	t := time.NewTimer(w.p.cfg.ShutdownGrace)
+	defer t.Stop()
+	done := make(chan struct{})
+	select {
+	case pub.in <- pubMsg{kind: pubRelease, owner: w.owner, done: done}:
+	case <-t.C:
+		pub.drop(w.owner)
+		return
+	case <-w.ctx.Done():
+		pub.drop(w.owner)
+		return
+	}
+	select {
+	case <-done:
+	case <-t.C:
+		pub.drop(w.owner)
+	case <-w.ctx.Done():
+		pub.drop(w.owner)
 	}
 }
 

@@ -33,6 +33,7 @@ type benchConfig struct {
 	rate     int
 	duration time.Duration
 	warmup   time.Duration
+	linger   time.Duration
 	drain    time.Duration
 
 	burst     int
@@ -51,6 +52,7 @@ func (c *benchConfig) register(f envFlags) {
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress line")
 	fs.IntVar(&c.rate, "rate", 1000, "commands per second, sent on a fixed schedule (open loop)")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to send, warm-up included")
+	fs.DurationVar(&c.linger, "linger", 10*time.Millisecond, "producer linger of the command producer (franz-go's default is 10ms; the wait is part of the measured latency)")
 	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "first part of the run left out of the figures")
 	fs.DurationVar(&c.drain, "drain-timeout", 30*time.Second, "how long to wait for outstanding events after sending")
 	fs.IntVar(&c.burst, "burst", 0, "burst mode: send this many commands as fast as possible, then measure how fast events come (start the processor after the ready line)")
@@ -207,8 +209,9 @@ func newBenchRun(ctx context.Context, c *benchConfig, kopts []kgo.Opt, gen *benc
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}
 	// The producer settings any upstream service gets by default
-	// (idempotent, acks=all, 10 ms linger, murmur2 keys), as `send` uses.
-	b.prod, err = kgo.NewClient(append(kopts, kgo.DefaultProduceTopic(names.Commands))...)
+	// (idempotent, acks=all, 10 ms linger, murmur2 keys), as `send` uses;
+	// -linger changes the linger only.
+	b.prod, err = kgo.NewClient(append(kopts, kgo.DefaultProduceTopic(names.Commands), kgo.ProducerLinger(c.linger))...)
 	if err != nil {
 		b.cons.Close()
 		return nil, fmt.Errorf("kafka producer: %w", err)

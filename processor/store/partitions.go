@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -38,4 +39,43 @@ func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, from time.Time) e
 		}
 		return nil
 	})
+}
+
+// RegisterPublisher records txnID as the producer that publishes o's
+// partition and returns the one recorded before it ("" for none), which the
+// caller must fence before publishing anything of the partition. ErrFenced
+// means o lost its claim.
+func RegisterPublisher(ctx context.Context, pool *pgxpool.Pool, o Owner, txnID string) (prev string, err error) {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var p *string
+		err := tx.QueryRow(ctx, `SELECT publisher FROM partition_offsets
+			WHERE topic = $1 AND topic_partition = $2 AND owner = $3 FOR UPDATE`, o.Topic, o.Partition, o.Token).Scan(&p)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrFenced
+		}
+		if err != nil {
+			return fmt.Errorf("register publisher of %s/%d: %w", o.Topic, o.Partition, err)
+		}
+		if p != nil {
+			prev = *p
+		}
+		if _, err := tx.Exec(ctx, `UPDATE partition_offsets SET publisher = $4
+			WHERE topic = $1 AND topic_partition = $2 AND owner = $3`, o.Topic, o.Partition, o.Token, txnID); err != nil {
+			return fmt.Errorf("register publisher of %s/%d: %w", o.Topic, o.Partition, err)
+		}
+		return nil
+	})
+	return prev, err
+}
+
+// ReleasePublisher clears txnID's record for o's partition: its owner hands
+// the partition over with everything published, so the next owner has no
+// producer to fence. It changes nothing if o lost the claim meanwhile.
+func ReleasePublisher(ctx context.Context, pool *pgxpool.Pool, o Owner, txnID string) error {
+	_, err := pool.Exec(ctx, `UPDATE partition_offsets SET publisher = NULL
+		WHERE topic = $1 AND topic_partition = $2 AND owner = $3 AND publisher = $4`, o.Topic, o.Partition, o.Token, txnID)
+	if err != nil {
+		return fmt.Errorf("release publisher of %s/%d: %w", o.Topic, o.Partition, err)
+	}
+	return nil
 }
