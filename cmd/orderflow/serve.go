@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,7 @@ type serveConfig struct {
 	log         logConfig
 	role        string
 	httpAddr    string
+	pprofAddr   string
 	group       string
 	partitions  int
 	maxBatch    int
@@ -53,6 +55,7 @@ func (c *serveConfig) register(f envFlags) {
 	c.kafka.register(f)
 	c.db.register(f)
 	f.String(&c.httpAddr, "http-addr", "ORDERFLOW_HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address (API, /healthz, /metrics)")
+	f.String(&c.pprofAddr, "pprof-addr", "ORDERFLOW_PPROF_ADDR", "", "loopback address for Go's /debug/pprof profiles (empty: off)")
 	f.String(&c.group, "group", "ORDERFLOW_GROUP", processor.DefaultGroup, "Kafka consumer group of the processors")
 	f.Int(&c.partitions, "partitions", "ORDERFLOW_PARTITIONS", topics.DefaultPartitions, "partitions of topics this process creates")
 	f.Int(&c.maxBatch, "max-batch", "ORDERFLOW_MAX_BATCH", processor.DefaultMaxBatch, "most commands in one PostgreSQL transaction")
@@ -102,6 +105,15 @@ func (c *serveConfig) validate() error {
 	}
 	if err := checkHostPort(c.httpAddr); err != nil {
 		bad("-http-addr ($ORDERFLOW_HTTP_ADDR): %w", err)
+	}
+	if c.pprofAddr != "" {
+		// Profiles show internals and cost CPU to take: never on a
+		// public interface, and never on the API's port, which has auth.
+		if err := checkHostPort(c.pprofAddr); err != nil {
+			bad("-pprof-addr ($ORDERFLOW_PPROF_ADDR): %w", err)
+		} else if !isLoopback(c.pprofAddr) {
+			bad("-pprof-addr ($ORDERFLOW_PPROF_ADDR): %q is not a loopback address", c.pprofAddr)
+		}
 	}
 	if strings.TrimSpace(c.group) == "" {
 		bad("-group ($ORDERFLOW_GROUP) is empty")
@@ -275,6 +287,9 @@ func runServe(ctx context.Context, args []string, _ io.Writer) error {
 		g.Go(func() error { return mon.Run(gctx) })
 	}
 	g.Go(func() error { return serveAPI(gctx, log, c, pool, kopts, reg, ready) })
+	if c.pprofAddr != "" {
+		g.Go(func() error { return servePprof(gctx, c.pprofAddr) })
+	}
 	log.Info("orderflow serving", "http", c.httpAddr, "topics", c.kafka.names().Commands, "group", c.group,
 		"partitions", c.partitions, "monitor", c.monitorOn())
 	return g.Wait()
@@ -392,4 +407,23 @@ func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready 
 		return fmt.Errorf("http shutdown: %w", err)
 	}
 	return nil
+}
+
+// servePprof serves Go's profiles (net/http/pprof) on addr until ctx ends.
+func servePprof(ctx context.Context, addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("pprof http: %w", err)
+	case <-ctx.Done():
+		return srv.Close()
+	}
 }

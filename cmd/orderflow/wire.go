@@ -107,6 +107,13 @@ func (d *dbConfig) open(ctx context.Context, minConns int) (*pgxpool.Pool, error
 		return nil, errors.New("-database-url ($DATABASE_URL) is not a valid PostgreSQL URL")
 	}
 	cfg.MaxConns = int32(max(d.poolSize, minConns)) //nolint:gosec // bounded by flag validation
+	// Plan every statement for its arguments, never with a generic plan
+	// costed once when the tables were small (see the processor's store package): the
+	// API's lookups would keep a sequential scan as the tables grow. A
+	// plan_cache_mode in the URL wins.
+	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)

@@ -119,6 +119,15 @@ func Claim(ctx context.Context, pool *pgxpool.Pool, o Owner) (Position, error) {
 	return p, nil
 }
 
+// noSeqScans keeps the transaction's statements on their indexes. pgx
+// prepares statements, and after five runs PostgreSQL may switch to a
+// generic plan costed once, against the tables as they were then: planned
+// while orders was nearly empty, a lookup of 2,000 ids became a sequential
+// scan comparing every row with every id, and as orders grew by the hundred
+// thousand a batch took seconds. Every statement here reads or writes rows
+// by key, so an index is always the right plan, and the cached plans stay.
+const noSeqScans = `SET LOCAL enable_seqscan = off`
+
 // RunBatch runs one partition's batch in ONE transaction: it locks the
 // partition's position row (failing with ErrFenced if owner lost the claim),
 // reads the orders and command_ids the batch touches, calls decide, and
@@ -159,8 +168,7 @@ func RunBatches(ctx context.Context, pool *pgxpool.Pool, parts []Part,
 			return err
 		}
 		fenced = make([]bool, len(parts))
-		b := &pgx.Batch{}
-		var checks []func(pgconn.CommandTag) error
+		var ws []partWrites
 		for i := range parts {
 			if snaps[i] == nil {
 				fenced[i] = true
@@ -170,11 +178,13 @@ func RunBatches(ctx context.Context, pool *pgxpool.Pool, parts []Part,
 			if err != nil {
 				return err
 			}
-			checks = queueWrites(b, checks, parts[i].Owner, w)
+			ws = append(ws, partWrites{owner: parts[i].Owner, w: w})
 		}
-		if len(checks) == 0 {
+		if len(ws) == 0 {
 			return nil
 		}
+		b := &pgx.Batch{}
+		checks := queueWrites(b, ws)
 		res := tx.SendBatch(ctx, b)
 		defer res.Close()
 		for _, check := range checks {
@@ -222,6 +232,7 @@ func read(ctx context.Context, tx pgx.Tx, parts []Part) ([]*Snapshot, error) {
 	orders := make(map[string]OrderState, n)
 	seen := make(map[string]bool)
 	b := &pgx.Batch{}
+	b.Queue(noSeqScans)
 	b.Queue(`SELECT p.topic, p.topic_partition, p.next_offset, p.next_seq FROM partition_offsets p
 		JOIN unnest($1::text[], $2::int[], $3::text[]) AS u(topic, topic_partition, owner)
 			ON p.topic = u.topic AND p.topic_partition = u.topic_partition AND p.owner = u.owner
@@ -231,6 +242,9 @@ func read(ctx context.Context, tx pgx.Tx, parts []Part) ([]*Snapshot, error) {
 	res := tx.SendBatch(ctx, b)
 	defer res.Close()
 
+	if _, err := res.Exec(); err != nil {
+		return nil, fmt.Errorf("keep to indexes: %w", err)
+	}
 	snaps := make([]*Snapshot, len(parts))
 	rows, err := res.Query()
 	if err != nil {
@@ -281,24 +295,47 @@ func read(ctx context.Context, tx pgx.Tx, parts []Part) ([]*Snapshot, error) {
 	return snaps, res.Close()
 }
 
-// queueWrites queues the statements that write one part's decision, and a
-// check of each one's result (nil: none), onto b.
-func queueWrites(b *pgx.Batch, checks []func(pgconn.CommandTag) error, o Owner, w Writes) []func(pgconn.CommandTag) error {
+// partWrites is one part's decision.
+type partWrites struct {
+	owner Owner
+	w     Writes
+}
 
-	if n := len(w.Outcomes); n > 0 {
-		cols := outcomeColumns(w.Outcomes)
+// queueWrites queues the statements that write the parts' decisions onto b,
+// the same few statements however many parts there are, and returns a check
+// of each one's result (nil: none).
+func queueWrites(b *pgx.Batch, ws []partWrites) []func(pgconn.CommandTag) error {
+	var (
+		checks   []func(pgconn.CommandTag) error
+		outcomes []Outcome
+		oparts   []int32
+		dls      []DeadLetter
+		dparts   []int32
+	)
+	for _, pw := range ws {
+		outcomes = append(outcomes, pw.w.Outcomes...)
+		dls = append(dls, pw.w.DeadLetters...)
+		for range pw.w.Outcomes {
+			oparts = append(oparts, pw.owner.Partition)
+		}
+		for range pw.w.DeadLetters {
+			dparts = append(dparts, pw.owner.Partition)
+		}
+	}
+	if len(outcomes) > 0 {
+		cols := outcomeColumns(outcomes)
 		b.Queue(`INSERT INTO transitions (processed_at, topic_partition, source_offset, seq, event_id, command_id,
 				order_id, action, outcome, from_state, to_state, version, reason, message, actor, command_reason,
 				metadata, requested_at)
-			SELECT u.processed_at, $1, u.source_offset, u.seq, u.event_id, u.command_id, u.order_id, u.action,
-				u.outcome, u.from_state, u.to_state, u.version, u.reason, u.message, u.actor, u.command_reason,
-				u.metadata::json, u.requested_at
-			FROM unnest($2::timestamptz[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+			SELECT u.processed_at, u.topic_partition, u.source_offset, u.seq, u.event_id, u.command_id, u.order_id,
+				u.action, u.outcome, u.from_state, u.to_state, u.version, u.reason, u.message, u.actor,
+				u.command_reason, u.metadata::json, u.requested_at
+			FROM unnest($1::int[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[],
 				$8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[], $14::text[],
 				$15::text[], $16::text[], $17::text[], $18::timestamptz[])
-			AS u(processed_at, source_offset, seq, event_id, command_id, order_id, action, outcome, from_state,
-				to_state, version, reason, message, actor, command_reason, metadata, requested_at)`,
-			o.Partition, cols.processedAt, cols.offset, cols.seq, cols.eventID, cols.commandID, cols.orderID,
+			AS u(topic_partition, processed_at, source_offset, seq, event_id, command_id, order_id, action, outcome,
+				from_state, to_state, version, reason, message, actor, command_reason, metadata, requested_at)`,
+			oparts, cols.processedAt, cols.offset, cols.seq, cols.eventID, cols.commandID, cols.orderID,
 			cols.action, cols.outcome, cols.fromState, cols.toState, cols.version, cols.reason, cols.message,
 			cols.actor, cols.commandReason, cols.metadata, cols.requestedAt)
 		checks = append(checks, nil)
@@ -306,9 +343,8 @@ func queueWrites(b *pgx.Batch, checks []func(pgconn.CommandTag) error, o Owner, 
 		// skipped those already seen. A conflict here means it did not,
 		// and the primary key refuses the batch rather than double it.
 		b.Queue(`INSERT INTO commands (command_id, order_id, topic_partition, seq, processed_at)
-			SELECT u.command_id, u.order_id, $1, u.seq, u.processed_at
-			FROM unnest($2::text[], $3::text[], $4::bigint[], $5::timestamptz[]) AS u(command_id, order_id, seq, processed_at)`,
-			o.Partition, cols.commandID, cols.orderID, cols.seq, cols.processedAt)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::timestamptz[])`,
+			cols.commandID, cols.orderID, oparts, cols.seq, cols.processedAt)
 		checks = append(checks, nil)
 	}
 
@@ -317,13 +353,15 @@ func queueWrites(b *pgx.Batch, checks []func(pgconn.CommandTag) error, o Owner, 
 		newVersions, updVersions, updPrev    []int64
 		newCreated, newUpdated, updUpdated   []time.Time
 	)
-	for _, ow := range w.Orders {
-		if ow.PrevVersion == 0 {
-			newIDs, newStates, newVersions = append(newIDs, ow.OrderID), append(newStates, ow.State), append(newVersions, ow.Version)
-			newCreated, newUpdated = append(newCreated, ow.CreatedAt), append(newUpdated, ow.UpdatedAt)
-		} else {
-			updIDs, updStates, updVersions = append(updIDs, ow.OrderID), append(updStates, ow.State), append(updVersions, ow.Version)
-			updPrev, updUpdated = append(updPrev, ow.PrevVersion), append(updUpdated, ow.UpdatedAt)
+	for _, pw := range ws {
+		for _, ow := range pw.w.Orders {
+			if ow.PrevVersion == 0 {
+				newIDs, newStates, newVersions = append(newIDs, ow.OrderID), append(newStates, ow.State), append(newVersions, ow.Version)
+				newCreated, newUpdated = append(newCreated, ow.CreatedAt), append(newUpdated, ow.UpdatedAt)
+			} else {
+				updIDs, updStates, updVersions = append(updIDs, ow.OrderID), append(updStates, ow.State), append(updVersions, ow.Version)
+				updPrev, updUpdated = append(updPrev, ow.PrevVersion), append(updUpdated, ow.UpdatedAt)
+			}
 		}
 	}
 	if len(newIDs) > 0 {
@@ -340,29 +378,36 @@ func queueWrites(b *pgx.Batch, checks []func(pgconn.CommandTag) error, o Owner, 
 			updIDs, updStates, updVersions, updPrev, updUpdated)
 		checks = append(checks, expectRows(len(updIDs)))
 	}
-	if n := len(w.DeadLetters); n > 0 {
+	if n := len(dls); n > 0 {
 		offs, seqs := make([]int64, n), make([]int64, n)
 		keys, vals := make([][]byte, n), make([][]byte, n)
 		errs, ats := make([]string, n), make([]time.Time, n)
-		for i, d := range w.DeadLetters {
+		for i, d := range dls {
 			offs[i], seqs[i], keys[i], vals[i], errs[i], ats[i] = d.Offset, d.Seq, d.Key, d.Value, d.Error, d.ProcessedAt
 		}
 		b.Queue(`INSERT INTO dead_letters (topic_partition, source_offset, seq, record_key, record_value, error, processed_at)
-			SELECT $1, u.* FROM unnest($2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::timestamptz[])
-			AS u(source_offset, seq, record_key, record_value, error, processed_at)`,
-			o.Partition, offs, seqs, keys, vals, errs, ats)
+			SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::timestamptz[])`,
+			dparts, offs, seqs, keys, vals, errs, ats)
 		checks = append(checks, nil)
 	}
-	b.Queue(`UPDATE partition_offsets SET next_offset = $4, next_seq = $5
-		WHERE topic = $1 AND topic_partition = $2 AND owner = $3`,
-		o.Topic, o.Partition, o.Token, w.Position.NextOffset, w.Position.NextSeq)
+	n := len(ws)
+	topicNames, partNums, owners := make([]string, n), make([]int32, n), make([]string, n)
+	nextOffsets, nextSeqs := make([]int64, n), make([]int64, n)
+	for i, pw := range ws {
+		topicNames[i], partNums[i], owners[i] = pw.owner.Topic, pw.owner.Partition, pw.owner.Token
+		nextOffsets[i], nextSeqs[i] = pw.w.Position.NextOffset, pw.w.Position.NextSeq
+	}
+	b.Queue(`UPDATE partition_offsets p SET next_offset = u.next_offset, next_seq = u.next_seq
+		FROM unnest($1::text[], $2::int[], $3::text[], $4::bigint[], $5::bigint[])
+			AS u(topic, topic_partition, owner, next_offset, next_seq)
+		WHERE p.topic = u.topic AND p.topic_partition = u.topic_partition AND p.owner = u.owner`,
+		topicNames, partNums, owners, nextOffsets, nextSeqs)
 	checks = append(checks, func(tag pgconn.CommandTag) error {
-		if tag.RowsAffected() != 1 {
+		if tag.RowsAffected() != int64(n) {
 			return ErrFenced
 		}
 		return nil
 	})
-
 	return checks
 }
 

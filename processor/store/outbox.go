@@ -35,6 +35,7 @@ func OutboxPage(ctx context.Context, pool *pgxpool.Pool, partition int32, after,
 
 func outboxPage(ctx context.Context, tx pgx.Tx, partition int32, after, before int64, limit int) ([]Entry, error) {
 	b := &pgx.Batch{}
+	b.Queue(noSeqScans)
 	b.Queue(`SELECT seq, source_offset, event_id, command_id, order_id, action, outcome,
 			coalesce(from_state, ''), coalesce(to_state, ''), version, coalesce(reason, ''), coalesce(message, ''),
 			coalesce(actor, ''), coalesce(command_reason, ''), metadata::text, requested_at, processed_at
@@ -46,6 +47,9 @@ func outboxPage(ctx context.Context, tx pgx.Tx, partition int32, after, before i
 	res := tx.SendBatch(ctx, b)
 	defer res.Close()
 
+	if _, err := res.Exec(); err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
 	rows, err := res.Query()
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
