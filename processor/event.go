@@ -72,7 +72,8 @@ func records(names topics.Names, p int32, entries []store.Entry, sourceTopic str
 		key, value := d.Key, d.Value
 		// A record that just fit the commands topic would not fit the DLQ
 		// with our headers, and a record Kafka refuses would stop the
-		// partition's publisher for good. PostgreSQL keeps it whole.
+		// process's publisher, every partition of it, for good.
+		// PostgreSQL keeps it whole.
 		if len(key)+len(value) > maxDeadLetterBytes {
 			hs = append(hs, kgo.RecordHeader{Key: topics.HeaderTruncated, Value: []byte(strconv.Itoa(len(key) + len(value)))})
 			key = key[:min(len(key), 1024)]

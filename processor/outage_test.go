@@ -394,22 +394,14 @@ func (d *commitDropper) serve(client net.Conn) {
 	}
 }
 
-// TestAmbiguousCommitLosesNoEvent shows a bug in the worker, found by the
-// chaos run when PostgreSQL crashed: a batch whose COMMIT reaches the server
-// but whose answer does not (the connection dies) is committed, yet the
-// worker sees an error and retries. The retry finds the position already
-// past the batch ("position moved" in the log), decides nothing, and hands
-// the publisher nothing; the committed outcomes are never published, and the
-// next batch moves the publisher's last seq past them for good (verify:
-// "has an outcome row but no event", "dead letter ... on the DLQ 0 times").
-//
-// Fix (processor/worker.go, commit): when the snapshot's position is ahead
-// of w.pos, the entries w.pos.NextSeq .. s.Position.NextSeq-1 are committed
-// but were never handed over: read them with store.OutboxPage and hand them
-// to the publisher before the batch's own (it skips what it already sent).
-// A defensive alternative that also covers TestOutboxPageIsOneSnapshot: the
-// publisher fills any seq gap (first entry > last+1, or a hole inside the
-// list) from store.OutboxPage before producing.
+// TestAmbiguousCommitLosesNoEvent guards a bug the chaos run found when
+// PostgreSQL crashed: a batch whose COMMIT reaches the server but whose
+// answer does not (the connection dies) is committed, yet the worker sees an
+// error and retries. The retry finds the position already past the batch
+// ("position moved" in the log), decides nothing, and hands the publisher
+// nothing. The publisher used to step over the committed outcomes for good
+// (verify: "has an outcome row but no event"); now entries past a gap switch
+// the partition to catch-up, which reads the missing ones from PostgreSQL.
 func TestAmbiguousCommitLosesNoEvent(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -450,24 +442,15 @@ func TestAmbiguousCommitLosesNoEvent(t *testing.T) {
 	}
 }
 
-// TestRefusedEventIsNotSkipped shows a bug in the publisher: it produces a
-// transaction's records without promises and relies on Flush for errors,
-// but Flush reports none (franz-go: it only waits). When Kafka refuses a
-// record (here the events topic's max.message.bytes is lowered, as an
-// operator might; MessageTooLarge, InvalidRecord and the like fail a batch
-// without failing the producer) while it takes another of the same
-// transaction (a DLQ record), the transaction commits without it, the
-// publisher counts it as published and moves its last seq past it: the
-// event is lost for good, even after the topic takes it again (verify:
-// "has an outcome row but no event").
-//
-// Fix (processor/publisher.go, publish): collect every record's error,
-// e.g. replace the Produce loop and Flush with
-//
-//	if err := pb.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil { pb.abort(ctx); return classify(fmt.Errorf("produce: %w", err)) }
-//
-// so the transaction is aborted and the publisher recovers and retries
-// until Kafka takes the record.
+// TestRefusedEventIsNotSkipped guards a bug in the publisher: it produced a
+// transaction's records and relied on Flush for errors, but Flush reports
+// none (franz-go: it only waits). When Kafka refuses a record (here the
+// events topic's max.message.bytes is lowered, as an operator might;
+// MessageTooLarge, InvalidRecord and the like fail a batch without failing
+// the producer) while it takes another of the same transaction (a DLQ
+// record), the transaction committed without it and the event was lost for
+// good. ProduceSync(...).FirstErr() now aborts such a transaction, and the
+// publisher recovers and retries until Kafka takes the record.
 func TestRefusedEventIsNotSkipped(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

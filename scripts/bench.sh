@@ -20,7 +20,7 @@
 # touches the app's or the tests' data. Knobs (environment):
 #   BENCH_SECS=12          seconds per rate point (warm-up included)
 #   BENCH_REPEAT=3         passes over the rate sweep; the report takes each point's median
-#   BENCH_RATES="1000 5000 10000 20000 30000 40000"
+#   BENCH_RATES="1000 5000 10000 20000 30000 40000 50000"
 #   BENCH_BURST=300000     commands in the burst runs
 #   BENCH_PRELOAD=1000000  live orders for the large-table runs
 #   BENCH_QUICK=1          a short smoke run (minutes less; figures rougher)
@@ -35,7 +35,7 @@ cd "$ROOT"
 
 BENCH_SECS=${BENCH_SECS:-12}
 BENCH_REPEAT=${BENCH_REPEAT:-3}
-BENCH_RATES=${BENCH_RATES:-"1000 5000 10000 20000 30000 40000"}
+BENCH_RATES=${BENCH_RATES:-"1000 5000 10000 20000 30000 40000 50000"}
 BENCH_BURST=${BENCH_BURST:-300000}
 BENCH_PRELOAD=${BENCH_PRELOAD:-1000000}
 B2_SECS=6

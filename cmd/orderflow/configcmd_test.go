@@ -103,8 +103,9 @@ func TestInvalidConfiguration(t *testing.T) {
 	t.Setenv("ORDERFLOW_MAX_BATCH", "0")
 	unsetenv(t, "ORDERFLOW_API_KEYS", "ORDERFLOW_API_KEYS_FILE")
 	args := []string{"--role", "everything", "--http-addr", "0.0.0.0:8080", "--partitions", "0", "--topic-prefix", "a b",
-		"--stuck-after", "10ms", "--log-format", "xml", "--kafka-sasl", "GSSAPI"}
+		"--stuck-after", "10ms", "--log-format", "xml", "--kafka-sasl", "GSSAPI", "--pprof-addr", "0.0.0.0:6060"}
 	wants := []string{
+		"-pprof-addr ($ORDERFLOW_PPROF_ADDR)",
 		"-role ($ORDERFLOW_ROLE)", "-max-batch ($ORDERFLOW_MAX_BATCH)", "-partitions ($ORDERFLOW_PARTITIONS)",
 		"-topic-prefix ($ORDERFLOW_TOPIC_PREFIX)", "-stuck-after ($ORDERFLOW_STUCK_AFTER)", "-log-format ($ORDERFLOW_LOG_FORMAT)",
 		"-kafka-sasl ($ORDERFLOW_KAFKA_SASL_MECHANISM)",

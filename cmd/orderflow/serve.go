@@ -58,7 +58,7 @@ func (c *serveConfig) register(f envFlags) {
 	f.String(&c.pprofAddr, "pprof-addr", "ORDERFLOW_PPROF_ADDR", "", "loopback address for Go's /debug/pprof profiles (empty: off)")
 	f.String(&c.group, "group", "ORDERFLOW_GROUP", processor.DefaultGroup, "Kafka consumer group of the processors")
 	f.Int(&c.partitions, "partitions", "ORDERFLOW_PARTITIONS", topics.DefaultPartitions, "partitions of topics this process creates")
-	f.Int(&c.maxBatch, "max-batch", "ORDERFLOW_MAX_BATCH", processor.DefaultMaxBatch, "most commands in one PostgreSQL transaction")
+	f.Int(&c.maxBatch, "max-batch", "ORDERFLOW_MAX_BATCH", processor.DefaultMaxBatch, "most commands of one partition in one PostgreSQL transaction (a transaction that joins partitions stops adding them past it)")
 	f.Duration(&c.session, "session-timeout", "ORDERFLOW_SESSION_TIMEOUT", processor.DefaultSessionTimeout, "how long a silent processor keeps its partitions before the group moves them")
 	f.Duration(&c.grace, "shutdown-grace", "ORDERFLOW_SHUTDOWN_GRACE", processor.DefaultShutdownGrace, "how long stopping waits for work in flight")
 	f.Secret(&c.apiKeys, "api-keys", "ORDERFLOW_API_KEYS", "API keys as key:scope,... (scope read or write)")
@@ -393,18 +393,23 @@ func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready 
 		_, _ = w.Write([]byte(`{"status":"ready"}`))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return listen(ctx, "http", &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second})
+}
+
+// listen serves srv until ctx ends, then lets requests in flight finish
+// (within 10 s).
+func listen(ctx context.Context, name string, srv *http.Server) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("http: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http shutdown: %w", err)
+		return fmt.Errorf("%s shutdown: %w", name, err)
 	}
 	return nil
 }
@@ -417,13 +422,5 @@ func servePprof(ctx context.Context, addr string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("pprof http: %w", err)
-	case <-ctx.Done():
-		return srv.Close()
-	}
+	return listen(ctx, "pprof http", &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second})
 }
