@@ -15,14 +15,16 @@
 //
 // Every committed outcome and dead letter also has a per-partition sequence
 // number: the outbox. One publisher per process sends the outboxes of all
-// its partitions, each in seq order, in Kafka transactions of one
-// transactional producer, to the same partition number of orders.events and
+// its partitions, each in seq order, in Kafka transactions that never
+// overlap, of two transactional producers taking turns (a producer's next
+// transaction waits for the markers of its last), to the same partition
+// number of orders.events and
 // orders.commands.dlq, with the sequence number in a header. Taking over a
 // partition fences the previous owner in both places: in PostgreSQL the
-// position row's owner token; in Kafka the producer whose transactional id
-// that row records, as the new owner's publisher records its own id there
-// and then initialises the old one, which bumps its epoch and aborts its
-// open transaction. Then the publisher reads the last sequence number back
+// position row's owner token; in Kafka the producers whose transactional
+// ids that row records, as the new owner's publisher records its own there
+// and then initialises the old ones, which bumps their epoch and aborts
+// their open transaction. Then the publisher reads the last sequence number back
 // from the topics and publishes what is missing from PostgreSQL. So each
 // command_id has exactly one outcome event for read_committed consumers.
 // See docs/design.md.

@@ -103,9 +103,15 @@ type publisher struct {
 	drops  []store.Owner
 	wake   chan struct{}
 
-	parts  map[int32]*pubPart
-	held   int // entries in all pending lists
-	cl     *kgo.Client
+	parts map[int32]*pubPart
+	held  int // entries in all pending lists
+	// Two producers take turns, one transaction each: a transaction that
+	// starts right after the previous one of the same producer waits
+	// while Kafka writes that one's commit markers, one of the other
+	// producer does not. txnID is the base of their two ids, .0 and .1;
+	// it is what partitions record, and a fence covers both.
+	cls    [2]*kgo.Client
+	turn   int
 	txnID  string
 	gen    int
 	fenced map[string]bool // other producers' ids this process fenced
@@ -134,11 +140,7 @@ func (pb *publisher) drop(o store.Owner) {
 // run publishes until ctx ends.
 func (pb *publisher) run(ctx context.Context) {
 	defer close(pb.done)
-	defer func() {
-		if pb.cl != nil {
-			pb.cl.Close()
-		}
-	}()
+	defer pb.closeProducers()
 	b := newBackoff()
 	for {
 		err := pb.step(ctx)
@@ -166,10 +168,7 @@ func (pb *publisher) run(ctx context.Context) {
 // transactional id, and prepares every partition again: the last
 // transaction's fate is unknown, so each reads back what reached the topics.
 func (pb *publisher) reset() {
-	if pb.cl != nil {
-		pb.cl.Close()
-		pb.cl = nil
-	}
+	pb.closeProducers()
 	for _, pp := range pb.parts {
 		pp.ready = false
 	}
@@ -201,8 +200,8 @@ func (pb *publisher) step(ctx context.Context) error {
 	if !pb.hasWork() {
 		return nil
 	}
-	if pb.cl == nil {
-		if err := pb.newProducer(ctx); err != nil {
+	if pb.cls[0] == nil {
+		if err := pb.newProducers(ctx); err != nil {
 			return err
 		}
 	}
@@ -290,33 +289,49 @@ func (pb *publisher) forget(pp *pubPart) {
 	}
 }
 
-// newProducer starts a producer under a transactional id never used before
-// and initialises it at once. Only then is the id recorded for partitions
-// (prepare), so a successor that fences the recorded id always fences this
-// producer's one and only initialisation; the client's own later re-inits
-// pass the current epoch and fail once fenced.
-func (pb *publisher) newProducer(ctx context.Context) error {
+// newProducers starts the two producers under transactional ids never
+// used before and initialises them at once. Only then is their base id
+// recorded for partitions (prepare), so a successor that fences the recorded
+// ids always fences these producers' one and only initialisation; the
+// client's own later re-inits pass the current epoch and fail once fenced.
+func (pb *publisher) newProducers(ctx context.Context) error {
 	pb.gen++
 	cfg := pb.p.cfg
 	pb.txnID = fmt.Sprintf("%s.%s.%s.%d", cfg.Group, cfg.Names.Events, pb.p.id, pb.gen)
-	cl, err := kgo.NewClient(append(cfg.KafkaOpts,
-		kgo.TransactionalID(pb.txnID),
-		kgo.TransactionTimeout(30*time.Second),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(0),
-		// A transaction that starts right after the previous one may find
-		// Kafka still writing its markers (CONCURRENT_TRANSACTIONS); the
-		// default 20 ms wait before retrying would be most of the latency.
-		kgo.ConcurrentTransactionsBackoff(2*time.Millisecond),
-	)...)
-	if err != nil {
-		return fmt.Errorf("producer client: %w", err)
+	for i := range pb.cls {
+		id := producerID(pb.txnID, i)
+		cl, err := kgo.NewClient(append(cfg.KafkaOpts,
+			kgo.TransactionalID(id),
+			kgo.TransactionTimeout(30*time.Second),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.ProducerLinger(0),
+			kgo.ConcurrentTransactionsBackoff(2*time.Millisecond),
+		)...)
+		if err != nil {
+			pb.closeProducers()
+			return fmt.Errorf("producer client: %w", err)
+		}
+		pb.cls[i] = cl
+		if _, _, err := cl.ProducerID(ctx); err != nil {
+			pb.closeProducers()
+			return fmt.Errorf("initialise producer %s: %w", id, err)
+		}
 	}
-	pb.cl = cl
-	if _, _, err := cl.ProducerID(ctx); err != nil {
-		return fmt.Errorf("initialise producer %s: %w", pb.txnID, err)
-	}
+	pb.turn = 0
 	return nil
+}
+
+// producerID is the transactional id of producer i of a publisher whose
+// base id is base.
+func producerID(base string, i int) string { return base + "." + strconv.Itoa(i) }
+
+func (pb *publisher) closeProducers() {
+	for i, cl := range pb.cls {
+		if cl != nil {
+			cl.Close()
+			pb.cls[i] = nil
+		}
+	}
 }
 
 // prepare makes this producer the only one for pp's partition: it records
@@ -334,8 +349,10 @@ func (pb *publisher) prepare(ctx context.Context, pp *pubPart) error {
 		return err
 	}
 	if prev != "" && prev != pb.txnID && !pb.fenced[prev] {
-		if err := fence(ctx, pb.cl, prev); err != nil {
-			return err
+		for i := range pb.cls {
+			if err := fence(ctx, pb.cls[0], producerID(prev, i)); err != nil {
+				return err
+			}
 		}
 		pb.fenced[prev] = true
 	}
@@ -405,17 +422,21 @@ func (pb *publisher) publish(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	if err := pb.cl.BeginTransaction(); err != nil {
+	// Transactions never overlap: the next starts once this one is
+	// committed, so each partition's records stay in seq order.
+	cl := pb.cls[pb.turn]
+	pb.turn = 1 - pb.turn
+	if err := cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	// ProduceSync reports every record's error: a transaction must not
 	// commit with one record refused and the others in.
-	if err := pb.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		pb.abort(ctx)
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		abort(ctx, cl)
 		return classify(fmt.Errorf("produce: %w", err))
 	}
-	if err := pb.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		pb.abort(ctx)
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		abort(ctx, cl)
 		return classify(fmt.Errorf("commit transaction: %w", err))
 	}
 	for _, t := range taken {
@@ -446,11 +467,11 @@ func (pb *publisher) handOver(ctx context.Context) error {
 	return nil
 }
 
-func (pb *publisher) abort(ctx context.Context) {
+func abort(ctx context.Context, cl *kgo.Client) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_ = pb.cl.AbortBufferedRecords(actx)
-	_ = pb.cl.EndTransaction(actx, kgo.TryAbort)
+	_ = cl.AbortBufferedRecords(actx)
+	_ = cl.EndTransaction(actx, kgo.TryAbort)
 }
 
 func classify(err error) error {

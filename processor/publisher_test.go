@@ -49,11 +49,7 @@ func TestPublisherIsFencedByItsSuccessor(t *testing.T) {
 		}
 		p.adm = adm
 		pb := newPublisher(p)
-		t.Cleanup(func() {
-			if pb.cl != nil {
-				pb.cl.Close()
-			}
-		})
+		t.Cleanup(pb.closeProducers)
 		return pb
 	}
 	// commit writes outcomes for seqs from..to as owner o, as a worker would.
