@@ -20,10 +20,12 @@ type Range struct{ From, To int64 }
 // read_committed: a read_committed fetch skips aborted records, so a range
 // that ends in one would never be seen to end. Here every offset is seen,
 // and a transactional record is passed on only when its producer's commit
-// marker follows it within the range; one whose marker lies beyond the
-// range, or was never written, is dropped as not (yet) committed. So To
-// should be a partition's end for ranges that may end inside a
-// transaction. kopts connect to the cluster.
+// marker follows it within the range, and only after every record before it
+// is decided (offset order, as read_committed). A record whose marker lies
+// beyond the range, or was never written, is dropped as not (yet)
+// committed, and so are the records after it. So To should be a
+// partition's end for ranges that may end inside a transaction. kopts
+// connect to the cluster.
 func ReadCommitted(ctx context.Context, kopts []kgo.Opt, topic string, ranges map[int32]Range, fn func(*kgo.Record)) error {
 	start := make(map[int32]kgo.Offset, len(ranges))
 	left := make(map[int32]int64, len(ranges))
@@ -45,8 +47,12 @@ func ReadCommitted(ctx context.Context, kopts []kgo.Opt, topic string, ranges ma
 		return fmt.Errorf("read %s: %w", topic, err)
 	}
 	defer cl.Close()
-	// Open transactions' records, per partition and producer id.
-	pending := map[int32]map[int64][]*kgo.Record{}
+	// Per partition, the records read and not yet passed on, in offset
+	// order: a record is passed on once it and every record before it are
+	// decided, as a read_committed consumer gets them. Transactions of
+	// different producers interleave in a partition, and their markers
+	// need not come in the order of their records.
+	queued := map[int32]*readQueue{}
 	for len(left) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -65,29 +71,56 @@ func ReadCommitted(ctx context.Context, kopts []kgo.Opt, topic string, ranges ma
 			if r.Offset == end-1 {
 				delete(left, r.Partition)
 			}
-			open := pending[r.Partition]
-			if open == nil {
-				open = map[int64][]*kgo.Record{}
-				pending[r.Partition] = open
+			q := queued[r.Partition]
+			if q == nil {
+				q = &readQueue{open: map[int64][]*queuedRecord{}}
+				queued[r.Partition] = q
 			}
-			switch {
-			case r.Attrs.IsControl():
-				// A control record's key is version (int16) then type
-				// (int16): 0 abort, 1 commit.
-				if len(r.Key) >= 4 && r.Key[3] == 1 {
-					for _, c := range open[r.ProducerID] {
-						fn(c)
-					}
-				}
-				delete(open, r.ProducerID)
-			case r.Attrs.IsTransactional():
-				open[r.ProducerID] = append(open[r.ProducerID], r)
-			default:
-				fn(r)
-			}
+			q.add(r, fn)
 		})
 	}
 	return nil
+}
+
+// queuedRecord is a data record waiting for its transaction's outcome, or
+// for the records before it.
+type queuedRecord struct {
+	r                  *kgo.Record
+	decided, committed bool
+}
+
+// readQueue holds one partition's records until they can be passed on in
+// offset order.
+type readQueue struct {
+	recs []*queuedRecord
+	open map[int64][]*queuedRecord // undecided records per producer id
+}
+
+func (q *readQueue) add(r *kgo.Record, fn func(*kgo.Record)) {
+	switch {
+	case r.Attrs.IsControl():
+		// A control record's key is version (int16) then type (int16):
+		// 0 abort, 1 commit.
+		commit := len(r.Key) >= 4 && r.Key[3] == 1
+		for _, qr := range q.open[r.ProducerID] {
+			qr.decided, qr.committed = true, commit
+		}
+		delete(q.open, r.ProducerID)
+	case r.Attrs.IsTransactional():
+		qr := &queuedRecord{r: r}
+		q.recs = append(q.recs, qr)
+		q.open[r.ProducerID] = append(q.open[r.ProducerID], qr)
+	default:
+		q.recs = append(q.recs, &queuedRecord{r: r, decided: true, committed: true})
+	}
+	i := 0
+	for i < len(q.recs) && q.recs[i].decided {
+		if q.recs[i].committed {
+			fn(q.recs[i].r)
+		}
+		i++
+	}
+	q.recs = q.recs[i:]
 }
 
 // Ends returns the start and end offsets of every partition of topic.

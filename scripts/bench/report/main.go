@@ -714,7 +714,9 @@ func (r *runData) stageTable(p func(string, ...any)) {
 		tx := h("orderflow_batch_transaction_seconds")
 		pub := h("orderflow_outbox_publish_seconds")
 		lat := h("orderflow_command_latency_seconds")
-		if batches == nil || batches.count <= 0 {
+		// A PostgreSQL transaction carries the batches of every partition
+		// waiting at that moment: count transactions, not batches.
+		if batches == nil || tx == nil || tx.count <= 0 {
 			continue
 		}
 		secs := 0.0
@@ -738,7 +740,7 @@ func (r *runData) stageTable(p func(string, ...any)) {
 			o = 1
 		}
 		rows = append(rows, row{o, res.OfferedRate, fmt.Sprintf("| %s | %s | %s | %.1f | %s | ≤ %s / ≤ %s | ≤ %s / ≤ %s | ≤ %s / ≤ %s | %s / %s |",
-			name, f0(res.Throughput), perSec(batches.count), batches.sum/batches.count, perSec(pub.count),
+			name, f0(res.Throughput), perSec(tx.count), batches.sum/tx.count, perSec(pub.count),
 			msq(tx, 0.5), msq(tx, 0.99), msq(pub, 0.5), msq(pub, 0.99),
 			msq(lat, 0.5), msq(lat, 0.99), ms(res.Latency.P50), ms(res.Latency.P99))})
 	}

@@ -1,0 +1,85 @@
+package topics_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/scripts/testenv"
+	"github.com/orderflow/orderflow/topics"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Two producers' transactions interleave in a partition, and the one that
+// wrote first commits last: ReadCommitted passes records on in offset
+// order, as a read_committed consumer gets them, not in the order of the
+// commit markers, and drops an aborted transaction's records.
+func TestReadCommittedKeepsOffsetOrder(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kopts := []kgo.Opt{kgo.SeedBrokers(testenv.Kafka(t)...)}
+	admCl, err := kgo.NewClient(append(kopts, kgo.MetadataMinAge(100*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	topic := testenv.TopicPrefix(t) + "read"
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	producer := func(id string) *kgo.Client {
+		cl, err := kgo.NewClient(append(kopts, kgo.TransactionalID(topic+"."+id), kgo.DefaultProduceTopic(topic),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return cl
+	}
+	a, b, c := producer("a"), producer("b"), producer("c")
+	write := func(cl *kgo.Client, v string) {
+		t.Helper()
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := func(cl *kgo.Client, commit kgo.TransactionEndTry) {
+		t.Helper()
+		if err := cl.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(a, "a1")
+	write(b, "b1")
+	write(c, "c1")
+	end(b, kgo.TryCommit)
+	end(c, kgo.TryAbort)
+	end(a, kgo.TryCommit)
+
+	var got []string
+	for ctx.Err() == nil {
+		ends, err := topics.Ends(ctx, adm, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		err = topics.ReadCommitted(ctx, kopts, topic, ends, func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) >= 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // the markers land just after EndTransaction
+	}
+	if !slices.Equal(got, []string{"a1", "b1"}) {
+		t.Fatalf("read %v, want [a1 b1]: offset order, the aborted c1 left out", got)
+	}
+}
