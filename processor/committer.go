@@ -94,7 +94,7 @@ func (p *Processor) commitAll(ctx context.Context, reqs []*commitReq) {
 // owner token fences it once the partition has a new owner, and whoever
 // publishes the partition next reads its outbox from PostgreSQL.
 func (w *worker) commitShared(items []item, part store.Part) (decision, error) {
-	r := &commitReq{w: w, items: items, part: part, done: make(chan commitRes, 1)}
+	r := w.request(items, part)
 	select {
 	case w.p.commits <- r:
 	case <-w.ctx.Done():
@@ -106,4 +106,17 @@ func (w *worker) commitShared(items []item, part store.Part) (decision, error) {
 	case <-w.ctx.Done():
 		return decision{}, w.ctx.Err()
 	}
+}
+
+// commitAlone runs the batch in a transaction of its own, on the worker's
+// goroutine: the retry after a shared transaction failed.
+func (w *worker) commitAlone(items []item, part store.Part) (decision, error) {
+	r := w.request(items, part)
+	w.p.commitAll(w.ctx, []*commitReq{r})
+	res := <-r.done
+	return res.d, res.err
+}
+
+func (w *worker) request(items []item, part store.Part) *commitReq {
+	return &commitReq{w: w, items: items, part: part, done: make(chan commitRes, 1)}
 }

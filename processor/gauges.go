@@ -104,10 +104,22 @@ func NewMonitor(cfg MonitorConfig, pool *pgxpool.Pool) (*Monitor, error) {
 			}
 		}
 	}
-	for _, check := range []string{"lag", "orders", "dead_letters"} {
-		m.errs.WithLabelValues(check) // so a rate() has a zero to start from
+	for _, c := range monitorChecks {
+		m.errs.WithLabelValues(c.name) // so a rate() has a zero to start from
 	}
 	return m, nil
+}
+
+// monitorChecks are the measurements of update, each with the check label
+// of orderflow_monitor_errors_total. NewMonitor creates the zero series from
+// the same table, so a new check cannot miss its zero.
+var monitorChecks = []struct {
+	name string
+	run  func(m *Monitor, ctx context.Context, adm *kadm.Client) error
+}{
+	{"lag", (*Monitor).updateLag},
+	{"orders", func(m *Monitor, ctx context.Context, _ *kadm.Client) error { return m.updateOrders(ctx) }},
+	{"dead_letters", func(m *Monitor, ctx context.Context, _ *kadm.Client) error { return m.updateDLQ(ctx) }},
 }
 
 // Run measures at once and then every Interval until ctx ends. It returns
@@ -148,15 +160,8 @@ func (m *Monitor) update(ctx context.Context, adm *kadm.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, max(m.cfg.Interval, 5*time.Second))
 	defer cancel()
 	var errs []error
-	for _, c := range []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"lag", func(ctx context.Context) error { return m.updateLag(ctx, adm) }},
-		{"orders", m.updateOrders},
-		{"dead_letters", m.updateDLQ},
-	} {
-		if err := c.run(ctx); err != nil {
+	for _, c := range monitorChecks {
+		if err := c.run(m, ctx, adm); err != nil {
 			m.errs.WithLabelValues(c.name).Inc()
 			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
 		}

@@ -34,14 +34,19 @@ const testPartitions = 4
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
+	return setupOn(t, testenv.DatabaseURL(t))
+}
+
+// setupOn is setup with the deployment's database at dbURL.
+func setupOn(t *testing.T, dbURL string) *bundle {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b := &bundle{dbURL: testenv.DatabaseURL(t), kopts: []kgo.Opt{kgo.SeedBrokers(testenv.Kafka(t)...)}}
+	b := &bundle{dbURL: dbURL, kopts: []kgo.Opt{kgo.SeedBrokers(testenv.Kafka(t)...)}}
 	prefix := testenv.TopicPrefix(t)
 	b.names, b.group = topics.NewNames(prefix), prefix+"group"
 	var err error
-	b.pool, err = pgxpool.New(ctx, b.dbURL)
-	if err != nil {
+	if b.pool, err = pgxpool.New(ctx, dbURL); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.pool.Close)
@@ -51,8 +56,7 @@ func setup(t *testing.T) *bundle {
 	if err := store.EnsurePartitions(ctx, b.pool, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	b.prod, err = kgo.NewClient(append(b.kopts, kgo.ProducerLinger(0))...)
-	if err != nil {
+	if b.prod, err = kgo.NewClient(append(b.kopts, kgo.ProducerLinger(0))...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.prod.Close)
@@ -66,16 +70,32 @@ func setup(t *testing.T) *bundle {
 // start runs an in-process processor until the test ends or stop is called.
 func (b *bundle) start(t *testing.T) (stop func()) {
 	t.Helper()
-	p, err := processor.New(processor.Config{
-		KafkaOpts: b.kopts, Names: b.names, Group: b.group, MaxBatch: 500,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()})),
-	}, b.pool)
+	return b.startWith(t, b.pool, nil)
+}
+
+// startWith is start with the processor's database at pool and its config
+// changed by configure (if not nil) before New.
+func (b *bundle) startWith(t *testing.T, pool *pgxpool.Pool, configure func(*processor.Config)) (stop func()) {
+	t.Helper()
+	cfg := processor.Config{KafkaOpts: b.kopts, Names: b.names, Group: b.group, MaxBatch: 500, Logger: testLogger()}
+	if configure != nil {
+		configure(&cfg)
+	}
+	p, err := processor.New(cfg, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runInBackground(t, "processor", p.Run)
+}
+
+// runInBackground runs run until the test ends or stop is called; stop
+// cancels run's context, waits for it to return and fails the test with
+// its error, if any.
+func runInBackground(t *testing.T, what string, run func(context.Context) error) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	go func() { done <- run(ctx) }()
 	stopped := false
 	stop = func() {
 		if stopped {
@@ -84,7 +104,7 @@ func (b *bundle) start(t *testing.T) (stop func()) {
 		stopped = true
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("processor: %v", err)
+			t.Errorf("%s: %v", what, err)
 		}
 	}
 	t.Cleanup(stop)
@@ -108,11 +128,20 @@ func (b *bundle) command(c cmdSpec) *kgo.Record {
 
 func (b *bundle) send(t *testing.T, recs ...*kgo.Record) {
 	t.Helper()
+	if err := b.produce(recs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// produce is send for a goroutine other than the test's, which must not
+// call t.Fatal: it returns the error instead.
+func (b *bundle) produce(recs ...*kgo.Record) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := b.prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce: %v", err)
+		return fmt.Errorf("produce: %w", err)
 	}
+	return nil
 }
 
 // waitProcessed waits until the stored positions reach the end of every
@@ -205,14 +234,8 @@ func (b *bundle) order(t *testing.T, id string) (state string, version int64) {
 // events reads every committed event, by command_id.
 func (b *bundle) events(t *testing.T) map[string][]topics.Event {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ends, err := topics.Ends(ctx, kadm.NewClient(b.prod), b.names.Events)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]topics.Event{}
-	err = topics.ReadCommitted(ctx, b.kopts, b.names.Events, ends, func(r *kgo.Record) {
+	b.readTopic(t, b.names.Events, func(r *kgo.Record) {
 		e, err := topics.DecodeEvent(r.Value)
 		if err != nil {
 			t.Errorf("event %s: %v", r.Value, err)
@@ -220,20 +243,33 @@ func (b *bundle) events(t *testing.T) map[string][]topics.Event {
 		}
 		out[e.CommandID] = append(out[e.CommandID], e)
 	})
+	return out
+}
+
+// readTopic hands each committed record of every partition of topic, up to
+// the partitions' ends when it starts, to each; within a minute.
+func (b *bundle) readTopic(t *testing.T, topic string, each func(*kgo.Record)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ends, err := topics.Ends(ctx, kadm.NewClient(b.prod), topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	if err := topics.ReadCommitted(ctx, b.kopts, topic, ends, each); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func ptr(v int64) *int64 { return &v }
 
 func id(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
-// testLogLevel is warn, or debug with ORDERFLOW_TEST_DEBUG=1.
-func testLogLevel() slog.Level {
+// testLogger logs to stderr at warn, or debug with ORDERFLOW_TEST_DEBUG=1.
+func testLogger() *slog.Logger {
+	level := slog.LevelWarn
 	if os.Getenv("ORDERFLOW_TEST_DEBUG") != "" {
-		return slog.LevelDebug
+		level = slog.LevelDebug
 	}
-	return slog.LevelWarn
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }

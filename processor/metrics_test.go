@@ -3,8 +3,6 @@ package processor_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -22,23 +20,14 @@ func TestMonitor(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	reg := prometheus.NewRegistry()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()}))
 	mon, err := processor.NewMonitor(processor.MonitorConfig{
 		KafkaOpts: b.kopts, Names: b.names, Interval: 100 * time.Millisecond, StuckAfter: time.Second,
-		Registerer: reg, Logger: log,
+		Registerer: reg, Logger: testLogger(),
 	}, b.pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mon.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("monitor: %v", err)
-		}
-	})
+	runInBackground(t, "monitor", mon.Run)
 
 	const orders = 8
 	var recs []*kgo.Record

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,8 +24,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/orderflow/orderflow/processor"
-	"github.com/orderflow/orderflow/processor/store"
-	"github.com/orderflow/orderflow/scripts/testenv"
 	"github.com/orderflow/orderflow/topics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -127,42 +124,13 @@ func (pg *privatePG) url(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", pg.port, db)
 }
 
-// setupOn is setup with the deployment's database at dbURL.
-func setupOn(t *testing.T, dbURL string) *bundle {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b := &bundle{dbURL: dbURL, kopts: []kgo.Opt{kgo.SeedBrokers(testenv.Kafka(t)...)}}
-	prefix := testenv.TopicPrefix(t)
-	b.names, b.group = topics.NewNames(prefix), prefix+"group"
-	var err error
-	if b.pool, err = pgxpool.New(ctx, dbURL); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.pool.Close)
-	if _, err := store.Migrate(ctx, b.pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.EnsurePartitions(ctx, b.pool, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if b.prod, err = kgo.NewClient(append(b.kopts, kgo.ProducerLinger(0))...); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.prod.Close)
-	if _, err := topics.Ensure(ctx, kadm.NewClient(b.prod), b.names, topics.Settings{Partitions: testPartitions}); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// probed is a processor process with a known HTTP address and log file.
+// probed is a processor process with a known HTTP address.
 type probed struct {
 	*proc
-	addr, log string
+	addr string
 }
 
-// spawnProbed is spawn with /readyz on a known address.
+// spawnProbed is spawn with /readyz on a known address, logging at info.
 func (b *bundle) spawnProbed(t *testing.T, name string) *probed {
 	t.Helper()
 	var lc net.ListenConfig
@@ -172,33 +140,7 @@ func (b *bundle) spawnProbed(t *testing.T, name string) *probed {
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	cmd := exec.Command(testenv.OrderflowBinary(t), "serve", "--role", "processor")
-	cmd.Env = append(os.Environ(),
-		"KAFKA_BROKERS="+strings.Join(testenv.Kafka(t), ","), "DATABASE_URL="+b.dbURL,
-		"ORDERFLOW_TOPIC_PREFIX="+strings.TrimSuffix(b.names.Commands, "orders.commands"), "ORDERFLOW_GROUP="+b.group,
-		fmt.Sprintf("ORDERFLOW_PARTITIONS=%d", testPartitions), "ORDERFLOW_HTTP_ADDR="+addr, "ORDERFLOW_MAX_BATCH=500",
-		"ORDERFLOW_LOG_LEVEL=info")
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); _ = logf.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			if out, err := os.ReadFile(logPath); err == nil {
-				t.Logf("%s log:\n%s", name, out)
-			}
-		}
-	})
-	return &probed{proc: p, addr: addr, log: logPath}
+	return &probed{proc: b.spawn(t, name, "ORDERFLOW_HTTP_ADDR="+addr, "ORDERFLOW_LOG_LEVEL=info"), addr: addr}
 }
 
 func (p *probed) ready(ctx context.Context) bool {
@@ -259,7 +201,7 @@ func TestProcessorsRideOutPostgresOutage(t *testing.T) {
 		return procs[0].ready(ctx) && procs[1].ready(ctx)
 	})
 	const orders = 3000
-	done := b.lifecycleStream(t, orders)
+	done := b.lifecycleStream(orders)
 	b.waitOutcomes(t, 2000)
 
 	down := time.Now()
@@ -292,7 +234,7 @@ func TestProcessorsRideOutPostgresOutage(t *testing.T) {
 	eventually(t, 2*time.Minute, "both processors ready again", func(ctx context.Context) bool {
 		return procs[0].ready(ctx) && procs[1].ready(ctx)
 	})
-	<-done
+	streamed(t, done)
 	rep := b.waitProcessed(t, 3*time.Minute)
 	if rep.Outcomes != orders*4 || rep.Events != orders*4 || rep.CommandsRead != orders*5 {
 		t.Fatalf("after the outage: %s; want %d outcomes and events of %d commands", rep.Summary(), orders*4, orders*5)
@@ -416,15 +358,8 @@ func TestAmbiguousCommitLosesNoEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	p, err := processor.New(processor.Config{KafkaOpts: b.kopts, Names: b.names, Group: b.group,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()}))}, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	reg := prometheus.NewRegistry()
+	b.startWith(t, pool, func(c *processor.Config) { c.Registerer = reg })
 
 	b.send(t, b.command(cmdSpec{id: "a1", order: "A", action: "create"}))
 	b.waitProcessed(t, time.Minute)
@@ -439,6 +374,10 @@ func TestAmbiguousCommitLosesNoEvent(t *testing.T) {
 	rep := b.waitProcessed(t, 30*time.Second)
 	if rep.Events != 3 {
 		t.Fatalf("verify: %s", rep.Summary())
+	}
+	// The dropped answer was a batch's: its worker saw the error and retried.
+	if n := gather(t, reg).sum("orderflow_batch_errors_total", map[string]string{"kind": "retried"}); n < 1 {
+		t.Fatalf("%v batches retried; the dropped commit was no batch's", n)
 	}
 }
 
@@ -455,15 +394,7 @@ func TestRefusedEventIsNotSkipped(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	reg := prometheus.NewRegistry()
-	p, err := processor.New(processor.Config{KafkaOpts: b.kopts, Names: b.names, Group: b.group, Registerer: reg,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()}))}, b.pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	b.startWith(t, b.pool, func(c *processor.Config) { c.Registerer = reg })
 
 	b.send(t, b.command(cmdSpec{id: "r1", order: "R", action: "create"}))
 	b.waitProcessed(t, time.Minute)
@@ -502,19 +433,8 @@ func TestRefusedEventIsNotSkipped(t *testing.T) {
 		return false
 	})
 	attempts := func(context.Context) float64 {
-		mfs, err := reg.Gather()
-		if err != nil {
-			return 0
-		}
-		var n float64
-		for _, mf := range mfs {
-			if mf.GetName() == "orderflow_outbox_published_total" || mf.GetName() == "orderflow_outbox_publish_errors_total" {
-				for _, m := range mf.GetMetric() {
-					n += m.GetCounter().GetValue()
-				}
-			}
-		}
-		return n
+		g := gather(t, reg)
+		return g.sum("orderflow_outbox_published_total", nil) + g.sum("orderflow_outbox_publish_errors_total", nil)
 	}
 	before := attempts(context.Background())
 	pay := b.command(cmdSpec{id: "r2", order: "R", action: "pay"})
@@ -527,6 +447,7 @@ func TestRefusedEventIsNotSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Metadata = json.RawMessage(`{"note":"` + base64.StdEncoding.EncodeToString(noise) + `"}`)
+	var err error
 	if pay.Value, err = json.Marshal(c); err != nil {
 		t.Fatal(err)
 	}
@@ -542,5 +463,9 @@ func TestRefusedEventIsNotSkipped(t *testing.T) {
 	rep := b.waitProcessed(t, 30*time.Second)
 	if rep.Events != 2 || rep.DLQRecords != 1 {
 		t.Fatalf("verify: %s", rep.Summary())
+	}
+	// A normal publish passes the checks above too: Kafka must have refused.
+	if n := gather(t, reg).sum("orderflow_outbox_publish_errors_total", nil); n < 1 {
+		t.Fatalf("%v failed publisher transactions; Kafka never refused the event", n)
 	}
 }

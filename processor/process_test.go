@@ -2,6 +2,7 @@ package processor_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,11 +19,14 @@ import (
 // deployment.
 type proc struct {
 	cmd  *exec.Cmd
+	log  string        // path of its output
 	done chan struct{} // closed when the process has exited
 	err  error         // how it exited; read after done
 }
 
-func (b *bundle) spawn(t *testing.T, name string) *proc {
+// spawn starts a processor process; env is added to its environment last,
+// so it overrides the settings here (os/exec keeps the last value of a key).
+func (b *bundle) spawn(t *testing.T, name string, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(testenv.OrderflowBinary(t), "serve", "--role", "processor")
 	cmd.Env = append(os.Environ(),
@@ -30,12 +34,14 @@ func (b *bundle) spawn(t *testing.T, name string) *proc {
 		"DATABASE_URL="+b.dbURL,
 		"ORDERFLOW_TOPIC_PREFIX="+strings.TrimSuffix(b.names.Commands, "orders.commands"),
 		"ORDERFLOW_GROUP="+b.group,
-		"ORDERFLOW_PARTITIONS=4",
+		fmt.Sprintf("ORDERFLOW_PARTITIONS=%d", testPartitions),
 		"ORDERFLOW_HTTP_ADDR=127.0.0.1:0",
 		"ORDERFLOW_MAX_BATCH=500",
 		"ORDERFLOW_LOG_LEVEL=warn",
 	)
-	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	cmd.Env = append(cmd.Env, env...)
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,14 +49,14 @@ func (b *bundle) spawn(t *testing.T, name string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); logf.Close(); close(p.done) }()
+	p := &proc{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); _ = logf.Close(); close(p.done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {
-			if b, err := os.ReadFile(logf.Name()); err == nil {
-				t.Logf("%s log:\n%s", name, b)
+			if out, err := os.ReadFile(logPath); err == nil {
+				t.Logf("%s log:\n%s", name, out)
 			}
 		}
 	})
@@ -58,27 +64,44 @@ func (b *bundle) spawn(t *testing.T, name string) *proc {
 }
 
 // lifecycleStream produces n orders × (create, pay, pay again, ship, deliver)
-// in paced chunks, so that faults land in the middle of it.
-func (b *bundle) lifecycleStream(t *testing.T, orders int) (done <-chan struct{}) {
-	ch := make(chan struct{})
+// in paced chunks, so that faults land in the middle of it. It produces on
+// a goroutine of its own, which must not call t.Fatal: done gives nil once
+// all is produced, or the error that stopped it.
+func (b *bundle) lifecycleStream(orders int) (done <-chan error) {
+	ch := make(chan error, 1)
 	go func() {
-		defer close(ch)
-		steps := []string{"create", "pay", "pay", "ship", "deliver"}
-		for _, action := range steps {
-			var recs []*kgo.Record
-			for o := range orders {
-				cid := id("%d-%s", o, action) // the second pay repeats the first's id: a retry
-				recs = append(recs, b.command(cmdSpec{id: cid, order: id("order-%d", o), action: action}))
-				if len(recs) == 1000 {
-					b.send(t, recs...)
-					recs = recs[:0]
-					time.Sleep(20 * time.Millisecond) // pacing, not synchronisation
+		ch <- func() error {
+			steps := []string{"create", "pay", "pay", "ship", "deliver"}
+			for _, action := range steps {
+				var recs []*kgo.Record
+				for o := range orders {
+					cid := id("%d-%s", o, action) // the second pay repeats the first's id: a retry
+					recs = append(recs, b.command(cmdSpec{id: cid, order: id("order-%d", o), action: action}))
+					if len(recs) == 1000 {
+						if err := b.produce(recs...); err != nil {
+							return err
+						}
+						recs = recs[:0]
+						time.Sleep(20 * time.Millisecond) // pacing, not synchronisation
+					}
+				}
+				if err := b.produce(recs...); err != nil {
+					return err
 				}
 			}
-			b.send(t, recs...)
-		}
+			return nil
+		}()
 	}()
 	return ch
+}
+
+// streamed waits for a lifecycleStream to end and fails the test if it
+// could not produce everything.
+func streamed(t *testing.T, done <-chan error) {
+	t.Helper()
+	if err := <-done; err != nil {
+		t.Fatalf("lifecycle stream: %v", err)
+	}
 }
 
 func (b *bundle) waitOutcomes(t *testing.T, atLeast int) {
@@ -115,14 +138,14 @@ func TestKilledProcessorLosesAndDoublesNothing(t *testing.T) {
 	b := setup(t)
 	const orders = 4000 // × 5 = 20,000 commands
 	first := b.spawn(t, "first")
-	done := b.lifecycleStream(t, orders)
+	done := b.lifecycleStream(orders)
 	b.waitOutcomes(t, 4000)
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-first.done
 	b.spawn(t, "second")
-	<-done
+	streamed(t, done)
 	rep := b.waitProcessed(t, 3*time.Minute)
 	if rep.Outcomes != orders*4 || rep.Events != orders*4 || rep.CommandsRead != orders*5 {
 		t.Fatalf("after SIGKILL: %s; want %d outcomes and events of %d commands", rep.Summary(), orders*4, orders*5)
@@ -136,7 +159,7 @@ func TestSecondProcessorTakesOverStoppedOne(t *testing.T) {
 	const orders = 2000
 	one := b.spawn(t, "one")
 	b.spawn(t, "two")
-	done := b.lifecycleStream(t, orders)
+	done := b.lifecycleStream(orders)
 	b.waitOutcomes(t, 2000)
 	if err := one.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -149,7 +172,7 @@ func TestSecondProcessorTakesOverStoppedOne(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("processor one did not stop within a minute of SIGTERM")
 	}
-	<-done
+	streamed(t, done)
 	rep := b.waitProcessed(t, 3*time.Minute)
 	if rep.Outcomes != orders*4 || rep.Events != orders*4 {
 		t.Fatalf("after takeover: %s", rep.Summary())

@@ -270,18 +270,28 @@ func (p *Processor) stopAll(graceful bool) {
 	p.stop(parts, graceful)
 }
 
-// Ready reports whether PostgreSQL and Kafka answer; /readyz serves it.
+// Ready reports whether PostgreSQL and Kafka answer; /readyz serves it. Its
+// error starts with the dependency's name and says nothing more.
 func (p *Processor) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := p.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgresql: %w", err)
+		p.log.Warn("readiness: PostgreSQL does not answer", "err", err)
+		return errUnreachable("postgresql")
 	}
 	if p.cl == nil {
 		return errors.New("kafka: not connected yet")
 	}
 	if err := p.cl.Ping(ctx); err != nil {
-		return fmt.Errorf("kafka: %w", err)
+		p.log.Warn("readiness: Kafka does not answer", "err", err)
+		return errUnreachable("kafka")
 	}
 	return nil
+}
+
+// errUnreachable names a dependency that does not answer, and only that:
+// readiness is served without auth, and the driver's error can name hosts
+// and users. The log has the error.
+func errUnreachable(dep string) error {
+	return fmt.Errorf("%s: unreachable (the log has the error)", dep)
 }

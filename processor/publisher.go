@@ -212,15 +212,17 @@ func (pb *publisher) step(ctx context.Context) error {
 			}
 		}
 	}
-	for _, pp := range pb.sorted() {
+	// prepare may have forgotten partitions: list them again, once.
+	ps := pb.sorted()
+	for _, pp := range ps {
 		if err := pb.catchUp(ctx, pp); err != nil {
 			return err
 		}
 	}
-	if err := pb.publish(ctx); err != nil {
+	if err := pb.publish(ctx, ps); err != nil {
 		return err
 	}
-	return pb.handOver(ctx)
+	return pb.handOver(ctx, ps)
 }
 
 func (pb *publisher) hasWork() bool {
@@ -305,6 +307,8 @@ func (pb *publisher) newProducers(ctx context.Context) error {
 			kgo.TransactionTimeout(30*time.Second),
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.ProducerLinger(0),
+			// CONCURRENT_TRANSACTIONS is retried after 20 ms by default,
+			// most of a transaction's latency here.
 			kgo.ConcurrentTransactionsBackoff(2*time.Millisecond),
 		)...)
 		if err != nil {
@@ -396,7 +400,7 @@ func (pb *publisher) catchUp(ctx context.Context, pp *pubPart) error {
 }
 
 // publish sends what the ready partitions hold in one Kafka transaction.
-func (pb *publisher) publish(ctx context.Context) error {
+func (pb *publisher) publish(ctx context.Context, ps []*pubPart) error {
 	type took struct {
 		pp *pubPart
 		n  int
@@ -406,7 +410,7 @@ func (pb *publisher) publish(ctx context.Context) error {
 		taken []took
 	)
 	names := pb.p.cfg.Names
-	for _, pp := range pb.sorted() {
+	for _, pp := range ps {
 		if !pp.ready || len(pp.pending) == 0 || len(recs) >= maxTxnRecords {
 			continue
 		}
@@ -454,8 +458,8 @@ func (pb *publisher) publish(ctx context.Context) error {
 // they committed is out: clearing the record of this producer spares the
 // next owner a fence, which would also abort this process's transaction for
 // the partitions it keeps.
-func (pb *publisher) handOver(ctx context.Context) error {
-	for _, pp := range pb.sorted() {
+func (pb *publisher) handOver(ctx context.Context, ps []*pubPart) error {
+	for _, pp := range ps {
 		if pp.release == nil || !pp.ready || pp.catchUp || len(pp.pending) > 0 {
 			continue
 		}

@@ -32,12 +32,7 @@ func TestPublisherIsFencedByItsSuccessor(t *testing.T) {
 	if err := store.EnsurePartitions(ctx, pool, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(append(kopts, kgo.MetadataMinAge(100*time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	adm := testenv.KafkaAdmin(t)
 	names := topics.NewNames(testenv.TopicPrefix(t))
 	if _, err := topics.Ensure(ctx, adm, names, topics.Settings{Partitions: 1}); err != nil {
 		t.Fatal(err)

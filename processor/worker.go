@@ -92,14 +92,7 @@ func (w *worker) commit(recs []*kgo.Record) bool {
 			err error
 		)
 		if alone {
-			start := time.Now()
-			err = store.RunBatch(w.ctx, w.p.pool, w.owner, orderIDs, commandIDs, func(s store.Snapshot) (store.Writes, error) {
-				d = decide(items, s, store.Now())
-				return d.writes, nil
-			})
-			if err == nil {
-				w.p.m.txSeconds.Observe(time.Since(start).Seconds())
-			}
+			d, err = w.commitAlone(items, part)
 		} else {
 			d, err = w.commitShared(items, part)
 		}

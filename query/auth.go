@@ -246,10 +246,7 @@ func checkListen(addr string, haveKeys bool) error {
 	if err != nil {
 		return fmt.Errorf("listen address %q: %w", addr, err)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if IsLoopback(addr) {
 		return nil
 	}
 	shown := host
@@ -258,6 +255,17 @@ func checkListen(addr string, haveKeys bool) error {
 	}
 	return fmt.Errorf("%w: no API keys are configured, so the API only listens on loopback, but the listen address %q is %s; "+
 		"set $%s or $%s, or listen on 127.0.0.1", ErrNoKeys, addr, shown, EnvAPIKeys, EnvAPIKeysFile)
+}
+
+// IsLoopback reports whether a host:port listen address is reachable from
+// this machine only: the only place the API serves without keys.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // ErrNoKeys is returned by New for a non-loopback listen address without API keys.

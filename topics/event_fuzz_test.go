@@ -25,6 +25,7 @@ func FuzzEventRoundTrip(f *testing.F) {
 	f.Add([]byte(`{"metadata":[1,{"a":"\u0000"}],"requested_at":"2026-11-25T18:00:00+01:00"}`))
 	f.Add([]byte(`{"version":-9223372036854775808,"processed_at":"0001-01-01T00:00:00Z"}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"event_id":1}`))
 	f.Add([]byte("{\"order_id\":\"\xff\"}"))
 	f.Fuzz(func(t *testing.T, value []byte) {
 		e, err := DecodeEvent(value)

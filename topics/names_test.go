@@ -8,8 +8,6 @@ import (
 
 	"github.com/orderflow/orderflow/scripts/testenv"
 	"github.com/orderflow/orderflow/topics"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestNames(t *testing.T) {
@@ -27,12 +25,7 @@ func TestEnsureCreatesAndRefusesMismatch(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(testenv.Kafka(t)...), kgo.MetadataMinAge(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	adm := testenv.KafkaAdmin(t)
 
 	names := topics.NewNames(testenv.TopicPrefix(t))
 	n, err := topics.Ensure(ctx, adm, names, topics.Settings{Partitions: 3})

@@ -8,7 +8,6 @@ import (
 
 	"github.com/orderflow/orderflow/scripts/testenv"
 	"github.com/orderflow/orderflow/topics"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -21,12 +20,7 @@ func TestReadCommittedKeepsOffsetOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	kopts := []kgo.Opt{kgo.SeedBrokers(testenv.Kafka(t)...)}
-	admCl, err := kgo.NewClient(append(kopts, kgo.MetadataMinAge(100*time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
+	adm := testenv.KafkaAdmin(t)
 	topic := testenv.TopicPrefix(t) + "read"
 	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
 		t.Fatal(err)

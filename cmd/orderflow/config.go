@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -32,11 +31,10 @@ type flagState struct {
 
 // setting is one flag that an environment variable can also set.
 type setting struct {
-	name   string   // the flag, without dashes
-	envs   []string // the variables that set it, the documented one first
-	env    string   // the variable the value came from; "" if none
-	flag   bool     // set on the command line (known after parse)
-	secret bool     // never print the value
+	name string   // the flag, without dashes
+	envs []string // the variables that set it, the documented one first
+	env  string   // the variable the value came from; "" if none
+	flag bool     // set on the command line (known after parse)
 }
 
 // source says where the setting's value came from: "flag", "$VAR" or
@@ -68,8 +66,8 @@ func newFlags(name string) envFlags {
 // lookup finds the environment value of a setting and records the setting.
 // Two variables of one setting that disagree are an error: silently
 // preferring one would run against a database or cluster nobody meant.
-func (f envFlags) lookup(name, env string, secret bool) (string, bool) {
-	s := &setting{name: name, envs: append([]string{env}, envAliases[env]...), secret: secret}
+func (f envFlags) lookup(name, env string) (string, bool) {
+	s := &setting{name: name, envs: append([]string{env}, envAliases[env]...)}
 	f.st.settings = append(f.st.settings, s)
 	f.st.byName[name] = s
 	var val string
@@ -98,7 +96,7 @@ func envHelp(env string) string {
 
 // String registers a string setting.
 func (f envFlags) String(p *string, name, env, def, help string) {
-	if v, ok := f.lookup(name, env, false); ok {
+	if v, ok := f.lookup(name, env); ok {
 		def = v
 	}
 	f.fs.StringVar(p, name, def, help+envHelp(env))
@@ -112,7 +110,7 @@ func (f envFlags) String(p *string, name, env, def, help string) {
 // for API keys, a file). A database URL without a password is no secret and
 // is accepted as a flag.
 func (f envFlags) Secret(p *string, name, env, help string) {
-	*p, _ = f.lookup(name, env, true)
+	*p, _ = f.lookup(name, env)
 	sf := &secretFlag{p: p, name: name, env: env, urlOK: env == "DATABASE_URL"}
 	f.st.secrets = append(f.st.secrets, sf)
 	f.fs.Var(sf, name, help+envHelp(env)+"; never as a flag with a secret in it")
@@ -127,34 +125,33 @@ type secretFlag struct {
 	refused bool // given as a flag with a secret: parse reports it
 }
 
+// String is what -h shows: whether the setting is set, never its value.
 func (s *secretFlag) String() string {
-	if s == nil || s.p == nil {
+	if s == nil || s.p == nil || *s.p == "" {
 		return ""
 	}
-	return (*secretValue)(s.p).String()
+	return mask
+}
+
+// masked shows what can be shown of the value: of a database URL everything
+// but its passwords, of anything else only whether it is set.
+func (s *secretFlag) masked() string {
+	if s.urlOK && *s.p != "" {
+		return maskDatabaseURL(*s.p)
+	}
+	return s.String()
 }
 
 // Set implements flag.Value.
 // It never fails: the flag package would quote the value in its error,
 // secret and all; parse reports the refusal instead.
 func (s *secretFlag) Set(v string) error {
-	if !s.urlOK || urlHasPassword(v) {
+	if !s.urlOK || databaseURLHasSecret(v) {
 		s.refused = true
 		return nil
 	}
 	*s.p = v
 	return nil
-}
-
-// urlHasPassword reports whether a PostgreSQL URL or keyword/value string
-// carries a password.
-func urlHasPassword(v string) bool {
-	if u, err := url.Parse(v); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			return true
-		}
-	}
-	return strings.Contains(strings.ToLower(v), "password=")
 }
 
 // Int registers an integer setting.
@@ -180,7 +177,7 @@ func (f envFlags) Bool(p *bool, name, env string, def bool, help string) {
 // Value directly, not through FlagSet.Set, which would count it as given on
 // the command line.
 func (f envFlags) fromEnv(name, env string) {
-	v, ok := f.lookup(name, env, false)
+	v, ok := f.lookup(name, env)
 	if !ok {
 		return
 	}
@@ -218,20 +215,6 @@ func (f envFlags) checkSecrets() error {
 	}
 	return nil
 }
-
-// secretValue is a flag.Value that prints as **** (in -h and anywhere else
-// it is formatted).
-type secretValue string
-
-func (s *secretValue) String() string {
-	if s == nil || *s == "" {
-		return ""
-	}
-	return "****"
-}
-
-// Set implements flag.Value.
-func (s *secretValue) Set(v string) error { *s = secretValue(v); return nil }
 
 // splitList splits a comma-separated setting, dropping empty items.
 func splitList(s string) []string {

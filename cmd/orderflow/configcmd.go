@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -87,7 +88,7 @@ func effective(f envFlags, c *serveConfig) []effectiveSetting {
 		fl := f.fs.Lookup(s.name)
 		v := fl.Value.String()
 		if sv, ok := fl.Value.(*secretFlag); ok {
-			v = maskSecret(s.name, *sv.p)
+			v = sv.masked()
 		}
 		e := effectiveSetting{Name: s.name, Env: s.envs[0], Value: v, Source: s.source()}
 		if s.env != "" {
@@ -119,7 +120,7 @@ func settingsAttrs(f envFlags) []any {
 		fl := f.fs.Lookup(s.name)
 		v := fl.Value.String()
 		if sv, ok := fl.Value.(*secretFlag); ok {
-			v = maskSecret(s.name, *sv.p)
+			v = sv.masked()
 		}
 		attrs = append(attrs, slog.String(s.name, v))
 	}
@@ -129,19 +130,6 @@ func settingsAttrs(f envFlags) []any {
 // mask replaces every secret.
 const mask = "****"
 
-// maskSecret shows what can be shown of a secret setting: of a database URL
-// everything but its passwords, of anything else only whether it is set.
-func maskSecret(name, v string) string {
-	switch {
-	case v == "":
-		return ""
-	case name == "database-url":
-		return maskDatabaseURL(v)
-	default:
-		return mask
-	}
-}
-
 var (
 	// secretParams are the query parameters (URL form) of a PostgreSQL
 	// connection string that carry secrets.
@@ -149,7 +137,41 @@ var (
 	// secretKeywords are the same in keyword/value form, where a value may
 	// be single-quoted with backslash escapes.
 	secretKeywords = regexp.MustCompile(`(?i)\b((?:ssl)?password)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
+	// secretKey is a secret parameter's name once decoded: a URL may spell
+	// it percent-encoded, where secretParams does not see it.
+	secretKey = regexp.MustCompile(`(?i)^((?:ssl)?password|sslkey_?password)$`)
 )
+
+// databaseURLHasSecret reports whether a PostgreSQL connection string
+// carries a secret, by the same rules maskDatabaseURL masks with, so that
+// what is refused as a flag and what is masked in output cannot disagree. A
+// URL that does not parse has none that can be told; it is refused later
+// as invalid.
+func databaseURLHasSecret(s string) bool {
+	if !strings.Contains(s, "://") {
+		return secretKeywords.MatchString(s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	return secretParams.MatchString(u.RawQuery) || secretInQuery(u)
+}
+
+// secretInQuery reports whether a decoded query parameter name is a secret.
+func secretInQuery(u *url.URL) bool {
+	for k := range u.Query() {
+		if secretKey.MatchString(k) {
+			return true
+		}
+	}
+	return false
+}
 
 // maskDatabaseURL masks the passwords of a PostgreSQL connection string, URL
 // or keyword/value form, keeping host, user, database and options visible:
@@ -172,6 +194,11 @@ func maskDatabaseURL(s string) string {
 		}
 	}
 	u.RawQuery = secretParams.ReplaceAllString(u.RawQuery, "${1}${2}="+mask)
+	for k, vs := range u.Query() {
+		if secretKey.MatchString(k) && slices.ContainsFunc(vs, func(v string) bool { return v != mask }) {
+			return mask // a secret under an encoded name, which the pattern does not see
+		}
+	}
 	// Fragments have no meaning here; drop whatever is there rather than
 	// risk showing it.
 	u.Fragment, u.RawFragment = "", ""

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -29,7 +28,7 @@ func TestServeEndToEnd(t *testing.T) {
 	brokers := strings.Join(testenv.Kafka(t), ",")
 	dbURL := testenv.DatabaseURL(t)
 	prefix := testenv.TopicPrefix(t)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs bytes.Buffer
 	exited := make(chan int, 1)
@@ -138,17 +137,6 @@ func TestServeEndToEnd(t *testing.T) {
 	if err != nil || !rep.OK() || rep.Outcomes != 3 || rep.Events != 3 {
 		t.Fatalf("verify: %v %+v", err, rep)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func waitReady(t *testing.T, url string) {

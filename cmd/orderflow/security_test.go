@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -194,17 +193,6 @@ func noSecrets(t *testing.T, what, out string) {
 	}
 }
 
-func probeAddr(t *testing.T) string {
-	t.Helper()
-	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func waitStatus(t *testing.T, p *serveProc, url string, want int) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -259,7 +247,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	})
 
 	t.Run("serve", func(t *testing.T) {
-		addr := probeAddr(t)
+		addr := testenv.FreeAddr(t)
 		p := startOrderflow(t, append(base, "ORDERFLOW_HTTP_ADDR="+addr), "serve")
 		waitStatus(t, p, "http://"+addr+"/readyz", http.StatusOK)
 		req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+addr+"/v1/orders/sec-1/commands?wait=5s",
@@ -287,14 +275,14 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	t.Run("kafka refuses SCRAM", func(t *testing.T) {
 		// The test broker has no SASL listener: every connection fails,
 		// and the failures are logged.
-		p := startOrderflow(t, append(base, "ORDERFLOW_HTTP_ADDR="+probeAddr(t), "ORDERFLOW_KAFKA_SASL_MECHANISM=SCRAM-SHA-512"), "serve")
+		p := startOrderflow(t, append(base, "ORDERFLOW_HTTP_ADDR="+testenv.FreeAddr(t), "ORDERFLOW_KAFKA_SASL_MECHANISM=SCRAM-SHA-512"), "serve")
 		p.waitOutput(t, regexp.MustCompile(`waiting for Kafka`))
 		noSecrets(t, "serve with SCRAM refused", p.stop(t))
 	})
 
 	t.Run("postgresql unreachable", func(t *testing.T) {
-		closed := "postgres://orderflow:" + pgSecret + "@" + probeAddr(t) + "/orderflow?sslmode=disable"
-		p := startOrderflow(t, append(base, "ORDERFLOW_HTTP_ADDR="+probeAddr(t), "DATABASE_URL="+closed), "serve")
+		closed := "postgres://orderflow:" + pgSecret + "@" + testenv.FreeAddr(t) + "/orderflow?sslmode=disable"
+		p := startOrderflow(t, append(base, "ORDERFLOW_HTTP_ADDR="+testenv.FreeAddr(t), "DATABASE_URL="+closed), "serve")
 		p.waitOutput(t, regexp.MustCompile(`waiting for PostgreSQL`))
 		noSecrets(t, "serve with PostgreSQL down", p.stop(t))
 	})
@@ -306,7 +294,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			{"ORDERFLOW_KAFKA_SASL_MECHANISM=NOPE"},
 			{"ORDERFLOW_API_KEYS=" + apiSecret + ":admin"},
 		} {
-			p := startOrderflow(t, append(append([]string{}, base...), append(env, "ORDERFLOW_HTTP_ADDR="+probeAddr(t))...), "serve")
+			p := startOrderflow(t, append(append([]string{}, base...), append(env, "ORDERFLOW_HTTP_ADDR="+testenv.FreeAddr(t))...), "serve")
 			select {
 			case <-p.done:
 			case <-time.After(30 * time.Second):
@@ -355,6 +343,8 @@ func TestSecretFlagsAreRefused(t *testing.T) {
 	for _, args := range [][]string{
 		{"migrate", "--database-url", "postgres://app:" + pgSecret + "@127.0.0.1:1/x"},
 		{"migrate", "--database-url", "host=127.0.0.1 password=" + pgSecret},
+		{"migrate", "--database-url", "host=127.0.0.1 password = " + pgSecret},
+		{"migrate", "--database-url", "postgres://app@127.0.0.1:1/x?pass%77ord=" + pgSecret},
 		{"topics", "--kafka-password", pgSecret},
 		{"config", "--api-keys", pgSecret + ":write"},
 		{"get", "x", "--api-key", pgSecret},
@@ -377,7 +367,7 @@ func TestWritesNeedAWriteKey(t *testing.T) {
 	t.Parallel()
 	const readKey, writeKey = "read-key-0123456789abc", "write-key-0123456789abc"
 	prefix := testenv.TopicPrefix(t)
-	addr := probeAddr(t)
+	addr := testenv.FreeAddr(t)
 	p := startOrderflow(t, []string{
 		"DATABASE_URL=" + testenv.DatabaseURL(t), "KAFKA_BROKERS=" + strings.Join(testenv.Kafka(t), ","),
 		"ORDERFLOW_TOPIC_PREFIX=" + prefix, "ORDERFLOW_PARTITIONS=2", "ORDERFLOW_HTTP_ADDR=" + addr,

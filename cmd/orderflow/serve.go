@@ -97,7 +97,7 @@ func (c *serveConfig) validate() error {
 	if err := checkTopicPrefix(c.kafka.prefix); err != nil {
 		errs = append(errs, err)
 	}
-	if err := checkDatabaseURL(c.db.url); err != nil {
+	if _, err := c.db.config(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.db.poolSize < 0 || c.db.poolSize > maxPoolSize {
@@ -111,7 +111,7 @@ func (c *serveConfig) validate() error {
 		// public interface, and never on the API's port, which has auth.
 		if err := checkHostPort(c.pprofAddr); err != nil {
 			bad("-pprof-addr ($ORDERFLOW_PPROF_ADDR): %w", err)
-		} else if !isLoopback(c.pprofAddr) {
+		} else if !query.IsLoopback(c.pprofAddr) {
 			bad("-pprof-addr ($ORDERFLOW_PPROF_ADDR): %q is not a loopback address", c.pprofAddr)
 		}
 	}
@@ -136,7 +136,7 @@ func (c *serveConfig) validate() error {
 	if keys, err := query.LoadKeys(c.apiKeys, c.apiKeysFile); err != nil {
 		// LoadKeys never echoes a key, only its position.
 		bad("-api-keys ($ORDERFLOW_API_KEYS) / -api-keys-file ($ORDERFLOW_API_KEYS_FILE): %w", err)
-	} else if len(keys) == 0 && c.role != "processor" && checkHostPort(c.httpAddr) == nil && !isLoopback(c.httpAddr) {
+	} else if len(keys) == 0 && c.role != "processor" && checkHostPort(c.httpAddr) == nil && !query.IsLoopback(c.httpAddr) {
 		bad("-http-addr ($ORDERFLOW_HTTP_ADDR): %q is not a loopback address, and without API keys the API listens on loopback only; "+
 			"set -api-keys-file ($ORDERFLOW_API_KEYS_FILE) or -api-keys ($ORDERFLOW_API_KEYS)", c.httpAddr)
 	}
@@ -176,18 +176,6 @@ func (c *serveConfig) monitorOn() bool {
 // partition worker plus headroom for the API and the monitor, never less.
 func (c *serveConfig) poolSize() int { return max(c.db.poolSize, c.partitions+8) }
 
-// checkDatabaseURL checks that the URL parses, without ever echoing it:
-// pgx's messages can quote the URL, password and all.
-func checkDatabaseURL(u string) error {
-	if u == "" {
-		return errors.New("-database-url ($DATABASE_URL) is required")
-	}
-	if _, err := pgxpool.ParseConfig(u); err != nil {
-		return errors.New("-database-url ($DATABASE_URL) is not a valid PostgreSQL URL (or names a TLS file that cannot be read)")
-	}
-	return nil
-}
-
 // checkHostPort accepts host:port with a numeric port; the host may be empty
 // (all interfaces).
 func checkHostPort(addr string) error {
@@ -199,16 +187,6 @@ func checkHostPort(addr string) error {
 		return fmt.Errorf("%q: port %q is not a number in 0..65535", addr, port)
 	}
 	return nil
-}
-
-// isLoopback mirrors the query package's rule for serving without keys.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // checkTopicPrefix keeps the topic names legal for Kafka: letters, digits,
@@ -382,9 +360,8 @@ func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ready(r.Context()); err != nil {
-			// Name the dependency (the error starts "postgresql:" or
-			// "kafka:") but not the error, which can hold host names, on
-			// an endpoint without auth.
+			// The error starts with the dependency's name
+			// (processor.Ready): that is all this reports.
 			dep, _, _ := strings.Cut(err.Error(), ":")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = fmt.Fprintf(w, `{"status":"unavailable","failed":%q}`, dep)

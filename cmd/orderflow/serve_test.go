@@ -333,7 +333,7 @@ type servedProc struct {
 // process at another database.
 func (d *deployment) spawn(t *testing.T, name, role string, env ...string) *servedProc {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cmd := exec.Command(testenv.OrderflowBinary(t), "serve", "--role", role)
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")

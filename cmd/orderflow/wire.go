@@ -97,14 +97,23 @@ func (d *dbConfig) register(f envFlags) {
 	f.Int(&d.poolSize, "db-pool-size", "ORDERFLOW_DB_POOL_SIZE", 0, "PostgreSQL connections (0: partitions + 8)")
 }
 
-func (d *dbConfig) open(ctx context.Context, minConns int) (*pgxpool.Pool, error) {
+// config parses the URL, without ever echoing it: pgx's messages can quote
+// the URL, password and all.
+func (d *dbConfig) config() (*pgxpool.Config, error) {
 	if d.url == "" {
 		return nil, errors.New("-database-url ($DATABASE_URL) is required")
 	}
 	cfg, err := pgxpool.ParseConfig(d.url)
 	if err != nil {
-		// pgx's message can include the URL, password and all: say less.
-		return nil, errors.New("-database-url ($DATABASE_URL) is not a valid PostgreSQL URL")
+		return nil, errors.New("-database-url ($DATABASE_URL) is not a valid PostgreSQL URL (or names a TLS file that cannot be read)")
+	}
+	return cfg, nil
+}
+
+func (d *dbConfig) open(ctx context.Context, minConns int) (*pgxpool.Pool, error) {
+	cfg, err := d.config()
+	if err != nil {
+		return nil, err
 	}
 	cfg.MaxConns = int32(max(d.poolSize, minConns)) //nolint:gosec // bounded by flag validation
 	// Plan every statement for its arguments, never with a generic plan

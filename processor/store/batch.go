@@ -211,20 +211,14 @@ func read(ctx context.Context, tx pgx.Tx, parts []Part) ([]*Snapshot, error) {
 		n += len(parts[i].OrderIDs)
 	}
 	var (
-		topicNames, owners   []string
-		partNums             []int32
-		orderIDs, commandIDs []string
+		topicNames, owners []string
+		partNums           []int32
+		commandIDs         []string
 	)
-	if len(parts) == 1 {
-		orderIDs, commandIDs = parts[0].OrderIDs, parts[0].CommandIDs
-	} else {
-		orderIDs = make([]string, 0, n)
-		for i := range parts {
-			orderIDs = append(orderIDs, parts[i].OrderIDs...)
-			commandIDs = append(commandIDs, parts[i].CommandIDs...)
-		}
-	}
+	orderIDs := make([]string, 0, n)
 	for i := range parts {
+		orderIDs = append(orderIDs, parts[i].OrderIDs...)
+		commandIDs = append(commandIDs, parts[i].CommandIDs...)
 		topicNames = append(topicNames, parts[i].Owner.Topic)
 		partNums = append(partNums, parts[i].Owner.Partition)
 		owners = append(owners, parts[i].Owner.Token)

@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/orderflow/orderflow/topics"
+	"github.com/orderflow/orderflow/processor"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
@@ -115,9 +115,11 @@ func (d *driver) outage(ctx context.Context, service, stop string, killDuringIt 
 	if killDuringIt {
 		o.RestartedDuringOutage = d.killOne(ctx, "kill-during-outage")
 	}
-	// Hold the service down for the outage, watching that nobody exits.
-	for time.Since(o.DownAt) < d.cfg.outage && ctx.Err() == nil {
-		time.Sleep(100 * time.Millisecond)
+	// Hold the service down for the outage; exits meanwhile are counted once
+	// it is back.
+	select {
+	case <-ctx.Done():
+	case <-time.After(d.cfg.outage - time.Since(o.DownAt)):
 	}
 	o.UpStartedAt = time.Now().UTC()
 	if err := d.shell(ctx, "start "+service, d.cfg.stackUp); err != nil {
@@ -202,37 +204,28 @@ func (d *driver) rollingRestart(ctx context.Context) error {
 }
 
 // drain waits until the stored position of every partition is the end of
-// the commands topic.
+// the commands topic. A failed measurement means not drained yet: it is
+// tried again, and reported if the wait runs out.
 func (d *driver) drain(ctx context.Context, within time.Duration) error {
 	start := time.Now()
 	adm := kadm.NewClient(d.prod)
+	var lastErr error
 	for {
-		ends, err := topics.Ends(ctx, adm, d.names.Commands)
-		if err == nil {
-			behind := int64(0)
-			pos := map[int32]int64{}
-			rows, qerr := d.pool.Query(ctx, `SELECT topic_partition, next_offset FROM partition_offsets WHERE topic = $1`, d.names.Commands)
-			if qerr == nil {
-				for rows.Next() {
-					var (
-						p int32
-						n int64
-					)
-					if rows.Scan(&p, &n) == nil {
-						pos[p] = n
-					}
-				}
-				rows.Close()
-				for p, r := range ends {
-					behind += max(0, r.To-pos[p])
-				}
-				if behind == 0 {
-					d.event("drained", fmt.Sprintf("every command consumed, %v after the load ended", time.Since(start).Round(time.Millisecond)))
-					return nil
-				}
+		behind, err := d.behind(ctx, adm)
+		switch {
+		case err != nil:
+			if lastErr == nil {
+				d.log.Warn("drain: measuring the lag failed; retrying", "err", err)
 			}
+		case behind == 0:
+			d.event("drained", fmt.Sprintf("every command consumed, %v after the load ended", time.Since(start).Round(time.Millisecond)))
+			return nil
 		}
+		lastErr = err
 		if time.Since(start) > within {
+			if lastErr != nil {
+				return fmt.Errorf("commands still unconsumed %v after the load ended (last measurement: %w)", within, lastErr)
+			}
 			return fmt.Errorf("commands still unconsumed %v after the load ended", within)
 		}
 		select {
@@ -241,4 +234,18 @@ func (d *driver) drain(ctx context.Context, within time.Duration) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// behind is how many records of the commands topic lie past the stored
+// positions, summed over the partitions.
+func (d *driver) behind(ctx context.Context, adm *kadm.Client) (int64, error) {
+	lags, err := processor.Lag(ctx, d.pool, adm, d.names.Commands)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, n := range lags {
+		sum += n
+	}
+	return sum, nil
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -132,7 +133,7 @@ func run(ctx context.Context, c config) int {
 		return 1
 	}
 	defer logf.Close()
-	d.log = slog.New(slog.NewTextHandler(multiWriter{os.Stdout, logf}, nil))
+	d.log = slog.New(slog.NewTextHandler(io.MultiWriter(os.Stdout, logf), nil))
 	d.res.Run, d.res.Seed, d.res.Started = d.runID, c.seed, time.Now().UTC()
 	d.log.Info("chaos run", "dir", d.runDir, "seed", c.seed)
 
@@ -380,17 +381,6 @@ func redact(s string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
-}
-
-type multiWriter []interface{ Write([]byte) (int, error) }
-
-func (m multiWriter) Write(p []byte) (int, error) {
-	for _, w := range m {
-		if _, err := w.Write(p); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
 }
 
 // prune drops the databases of earlier runs but the latest, so that runs do

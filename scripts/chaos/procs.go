@@ -22,8 +22,7 @@ type proc struct {
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the current process exited
-	exitErr  error
-	expected bool // the driver stopped it on purpose
+	expected bool          // the driver stopped it on purpose
 	starts   int
 }
 
@@ -74,12 +73,11 @@ func (s *supervisor) start(p *proc) error {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	done := make(chan struct{})
-	p.cmd, p.done, p.expected, p.exitErr = cmd, done, false, nil
+	p.cmd, p.done, p.expected = cmd, done, false
 	go func() {
 		err := cmd.Wait()
 		_ = logf.Close()
 		p.mu.Lock()
-		p.exitErr = err
 		expected := p.expected
 		p.mu.Unlock()
 		close(done)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/orderflow/orderflow/processor/verify"
 	"github.com/orderflow/orderflow/scripts/chaos/workload"
 )
@@ -107,9 +108,9 @@ type predictionCheck struct {
 func (d *driver) runVerify(ctx context.Context) {
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, d.cfg.bin, "verify", "--json", "--wait", "3m", "--max-violations", "100")
-	// The processors' environment: nothing inherited names another deployment.
-	cmd.Env = append(append([]string{}, d.sup.env...), "KAFKA_BROKERS="+d.cfg.brokers, "DATABASE_URL="+d.dbURL,
-		"ORDERFLOW_TOPIC_PREFIX="+d.names.Commands[:len(d.names.Commands)-len("orders.commands")])
+	// The processors' environment (setup gives it their brokers, database and
+	// topic prefix): nothing inherited names another deployment.
+	cmd.Env = slices.Clone(d.sup.env)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -196,16 +197,11 @@ func (d *driver) checkPrediction(ctx context.Context, exp *workload.Expectation)
 		return
 	}
 	seen := map[string]bool{}
-	for rows.Next() {
-		var (
-			id, state string
-			version   int64
-		)
-		if err := rows.Scan(&id, &state, &version); err != nil {
-			d.fail("read orders: %v", err)
-			rows.Close()
-			return
-		}
+	var (
+		id, state string
+		version   int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &state, &version}, func() error {
 		seen[id] = true
 		pc.OrdersChecked++
 		want, ok := exp.Orders[id]
@@ -213,8 +209,11 @@ func (d *driver) checkPrediction(ctx context.Context, exp *workload.Expectation)
 			pc.OrdersWrong++
 			wrong("order %s is %s v%d, the load makes it %s v%d", id, state, version, want.State, want.Version)
 		}
+		return nil
+	}); err != nil {
+		d.fail("read orders: %v", err)
+		return
 	}
-	rows.Close()
 	for id, want := range exp.Orders {
 		if !seen[id] {
 			pc.OrdersWrong++
@@ -227,17 +226,14 @@ func (d *driver) checkPrediction(ctx context.Context, exp *workload.Expectation)
 		return
 	}
 	got := map[string]workload.Outcome{}
-	for rows.Next() {
-		var id string
-		var o workload.Outcome
-		if err := rows.Scan(&id, &o.Outcome, &o.Reason); err != nil {
-			d.fail("read outcomes: %v", err)
-			rows.Close()
-			return
-		}
+	var o workload.Outcome
+	if _, err := pgx.ForEachRow(rows, []any{&id, &o.Outcome, &o.Reason}, func() error {
 		got[id] = o
+		return nil
+	}); err != nil {
+		d.fail("read outcomes: %v", err)
+		return
 	}
-	rows.Close()
 	for id, want := range exp.Commands {
 		pc.CommandsChecked++
 		if g := got[id]; g != want {
@@ -262,33 +258,32 @@ func (d *driver) checkPrediction(ctx context.Context, exp *workload.Expectation)
 // every few milliseconds, so a long gap is a stall.
 func (d *driver) measureStalls(ctx context.Context) {
 	from, to := d.res.Load.From, d.res.Load.To
-	rows, err := d.pool.Query(ctx, `SELECT topic_partition, processed_at FROM transitions GROUP BY 1, 2
-		UNION SELECT topic_partition, processed_at FROM dead_letters GROUP BY 1, 2 ORDER BY 1, 2`)
+	rows, err := d.pool.Query(ctx, `SELECT topic_partition, processed_at FROM transitions
+		UNION SELECT topic_partition, processed_at FROM dead_letters ORDER BY 1, 2`)
 	if err != nil {
 		d.fail("stalls: %v", err)
 		return
 	}
-	defer rows.Close()
-	var gaps []gap
+	var (
+		gaps []gap
+		p    int32
+		at   time.Time
+	)
 	last := map[int32]time.Time{}
-	for rows.Next() {
-		var (
-			p  int32
-			at time.Time
-		)
-		if err := rows.Scan(&p, &at); err != nil {
-			d.fail("stalls: %v", err)
-			return
-		}
+	if _, err := pgx.ForEachRow(rows, []any{&p, &at}, func() error {
 		prev, ok := last[p]
 		if !ok {
 			prev = from // waiting for the first batch counts too
 		}
 		last[p] = at
 		if at.Before(from) || !prev.Before(to) {
-			continue
+			return nil
 		}
 		gaps = append(gaps, gap{Partition: p, From: prev.UTC(), To: at.UTC(), Seconds: at.Sub(prev).Seconds()})
+		return nil
+	}); err != nil {
+		d.fail("stalls: %v", err)
+		return
 	}
 	sort.Slice(gaps, func(i, j int) bool { return gaps[i].Seconds > gaps[j].Seconds })
 	// The longest gaps of distinct incidents (a gap overlapping a longer

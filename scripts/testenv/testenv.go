@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Images used when testenv starts containers; docker-compose.yml pins the same ones and
@@ -167,4 +169,17 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails: crypto/rand crashes the program rather than return an error
 	return hex.EncodeToString(b)
+}
+
+// KafkaAdmin returns an admin client of the test broker, closed when the
+// test ends. Its metadata is refreshed after 100 ms rather than kgo's 5 s, so
+// a topic a test has just created shows at once.
+func KafkaAdmin(tb testing.TB) *kadm.Client {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(Kafka(tb)...), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
 }

@@ -260,9 +260,6 @@ func (g *Gen) emit(s *slot, c Cmd) Cmd {
 	return c
 }
 
-// Issued is how many distinct command ids Next has handed out.
-func (g *Gen) Issued() int64 { return g.nextSeq }
-
 // AppendJSON appends c as a command record value (the public contract's
 // JSON), with requested_at set to at. Ids are ASCII letters, digits and
 // '-', so they need no escaping; writing it by hand keeps the load

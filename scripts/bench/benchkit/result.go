@@ -1,6 +1,7 @@
 package benchkit
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,8 +14,7 @@ type Result struct {
 	// Name identifies the measurement in the report (e.g. "e2e-5000").
 	Name string `json:"name"`
 	// Kind is e2e, burst, b1, b1-burst, b2, ref or read.
-	Kind  string `json:"kind"`
-	Label string `json:"label,omitempty"`
+	Kind string `json:"kind"`
 
 	OfferedRate float64 `json:"offered_rate,omitempty"` // commands (or requests) per second
 	Seconds     float64 `json:"seconds"`                // length of the measured window
@@ -59,17 +59,14 @@ func EncodeResult(w io.Writer, r *Result) error {
 // WriteResult writes r as indented JSON to path, or to stdout when path is
 // "" or "-".
 func WriteResult(path string, r *Result) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode result: %w", err)
-	}
-	b = append(b, '\n')
 	if path == "" || path == "-" {
-		_, err = os.Stdout.Write(b)
-	} else {
-		err = os.WriteFile(path, b, 0o644)
+		return EncodeResult(os.Stdout, r)
 	}
-	if err != nil {
+	var b bytes.Buffer
+	if err := EncodeResult(&b, r); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("write result: %w", err)
 	}
 	return nil

@@ -1,6 +1,6 @@
 // Command pgbatch measures the PostgreSQL limit of orderflow's write path:
-// the processor's own batch SQL (store.RunBatch) driven from Go with no
-// Kafka at all. With -batch 1 it is one transition per transaction (B2s);
+// the processor's own decisions (processor.Batch) and batch SQL
+// (store.RunBatch) driven from Go with no Kafka at all. With -batch 1 it is one transition per transaction (B2s);
 // with larger batches it is B2, and a list of sizes gives the throughput
 // against batch size curve. It can also preload a database with a million
 // live orders (-preload) for the large-table runs.
@@ -15,32 +15,22 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/orderflow/orderflow/processor/machine"
+	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/processor/store"
 	"github.com/orderflow/orderflow/scripts/bench/benchkit"
 	"github.com/orderflow/orderflow/topics"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func main() {
-	log.SetFlags(0)
-	log.SetPrefix("pgbatch: ")
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx)
-	stop()
-	if err != nil {
-		log.Fatal(err)
-	}
-}
+func main() { benchkit.Main("pgbatch", run) }
 
 type config struct {
 	db         string
@@ -185,20 +175,26 @@ func writer(ctx context.Context, pool *pgxpool.Pool, c *config, size int, run st
 	// One topic name for every size and run: positions (offsets and outbox
 	// seqs) are per partition in a database, as for one deployment.
 	owner := store.Owner{Topic: "pgbatch", Partition: p, Token: cfg.Prefix}
-	if _, err := store.Claim(ctx, pool, owner); err != nil {
+	pos, err := store.Claim(ctx, pool, owner)
+	if err != nil {
 		return err
 	}
-	cmds := make([]benchkit.Cmd, size)
+	recs := make([]*kgo.Record, size)
 	for ctx.Err() == nil {
-		for i := range cmds {
-			cmds[i] = gen.Next()
+		// Encoding and decoding happen before the transaction, as a
+		// worker decodes before it hands the batch over.
+		now := time.Now()
+		for i := range recs {
+			c := gen.Next()
+			recs[i] = &kgo.Record{Offset: pos.NextOffset + int64(i), Key: []byte(c.OrderID), Value: benchkit.AppendJSON(nil, &c, "bench", now)}
 		}
-		orderIDs, commandIDs := ids(cmds)
+		b := processor.NewBatch(recs)
 		var n int
 		t := time.Now()
-		err := store.RunBatch(ctx, pool, owner, orderIDs, commandIDs, func(s store.Snapshot) (store.Writes, error) {
-			w := decide(cmds, s, store.Now())
+		err := store.RunBatch(ctx, pool, owner, b.OrderIDs, b.CommandIDs, func(s store.Snapshot) (store.Writes, error) {
+			w := b.Decide(s, store.Now())
 			n = len(w.Outcomes)
+			pos = w.Position
 			return w, nil
 		})
 		if err != nil {
@@ -211,109 +207,6 @@ func writer(ctx context.Context, pool *pgxpool.Pool, c *config, size int, run st
 		transitions.Add(int64(n))
 	}
 	return nil
-}
-
-// ids lists the orders and command ids a batch reads, as the processor's
-// prepare does.
-func ids(cmds []benchkit.Cmd) (orderIDs, commandIDs []string) {
-	seen := make(map[string]bool, len(cmds))
-	for _, c := range cmds {
-		commandIDs = append(commandIDs, c.CommandID)
-		if !seen[c.OrderID] {
-			seen[c.OrderID] = true
-			orderIDs = append(orderIDs, c.OrderID)
-		}
-	}
-	return orderIDs, commandIDs
-}
-
-type acc struct {
-	state         machine.State
-	version, read int64
-	createdAt     time.Time
-	changed       bool
-}
-
-// decide mirrors the processor's decide (processor/decide.go) on generated
-// commands: the same rows, the same collapse to one write per order, the
-// same de-duplication, so store.RunBatch runs exactly the statements it runs
-// in production. Only the JSON decoding is left out: this is the database's
-// limit, not the codec's.
-func decide(cmds []benchkit.Cmd, snap store.Snapshot, now time.Time) store.Writes {
-	var w store.Writes
-	pos := snap.Position
-	orders := make(map[string]*acc, len(snap.Orders))
-	get := func(id string) *acc {
-		if a, ok := orders[id]; ok {
-			return a
-		}
-		a := &acc{}
-		if s, ok := snap.Orders[id]; ok {
-			a.state, a.version, a.read, a.createdAt = machine.State(s.State), s.Version, s.Version, s.CreatedAt
-		}
-		orders[id] = a
-		return a
-	}
-	var touched []string
-	for i := range cmds {
-		c := &cmds[i]
-		offset := pos.NextOffset
-		pos.NextOffset++
-		if c.Kind == benchkit.Invalid {
-			w.DeadLetters = append(w.DeadLetters, store.DeadLetter{
-				Seq: pos.NextSeq, Offset: offset, Key: []byte(c.OrderID), Value: benchkit.AppendJSON(nil, c, "bench", now),
-				Error: "invalid command: unknown action " + strconv.Quote(c.Action), ProcessedAt: now,
-			})
-			pos.NextSeq++
-		}
-		if snap.Seen[c.CommandID] {
-			continue
-		}
-		snap.Seen[c.CommandID] = true
-		a := get(c.OrderID)
-		o := store.Outcome{
-			Seq: pos.NextSeq, Offset: offset, CommandID: c.CommandID, OrderID: c.OrderID, Action: c.Action,
-			FromState: string(a.state), Version: a.version, Actor: "bench", RequestedAt: &now, ProcessedAt: now,
-		}
-		pos.NextSeq++
-		var exp *int64
-		if c.ExpectedVersion >= 0 {
-			exp = &c.ExpectedVersion
-		}
-		var (
-			to  machine.State
-			rej *machine.Rejection
-		)
-		if c.Kind == benchkit.Invalid {
-			rej = &machine.Rejection{Reason: machine.ReasonInvalidCommand, Message: "unknown action"}
-		} else {
-			to, rej = machine.Apply(a.state, a.version, machine.Action(c.Action), exp)
-		}
-		if rej != nil {
-			o.Outcome, o.Reason, o.Message = topics.Rejected, rej.Reason, rej.Message
-			o.EventID = topics.RejectedEventID(c.OrderID, a.version, c.CommandID)
-		} else {
-			if a.state == machine.None {
-				a.createdAt = now
-			}
-			if !a.changed {
-				touched = append(touched, c.OrderID)
-			}
-			a.state, a.changed = to, true
-			a.version++
-			o.Outcome, o.ToState, o.Version = topics.Accepted, string(to), a.version
-			o.EventID = topics.AcceptedEventID(c.OrderID, a.version)
-		}
-		w.Outcomes = append(w.Outcomes, o)
-	}
-	for _, id := range touched {
-		a := orders[id]
-		w.Orders = append(w.Orders, store.OrderWrite{
-			OrderID: id, State: string(a.state), Version: a.version, PrevVersion: a.read, CreatedAt: a.createdAt, UpdatedAt: now,
-		})
-	}
-	w.Position = pos
-	return w
 }
 
 // preload adds n orders in state Created at version 1, each with its create

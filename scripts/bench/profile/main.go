@@ -8,18 +8,17 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"log"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/orderflow/orderflow/processor"
@@ -30,16 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func main() {
-	log.SetFlags(0)
-	log.SetPrefix("profile: ")
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx)
-	stop()
-	if err != nil {
-		log.Fatal(err)
-	}
-}
+func main() { benchkit.Main("profile", run) }
 
 func run(ctx context.Context) error {
 	var (
@@ -47,7 +37,7 @@ func run(ctx context.Context) error {
 		partitions, maxBatch               int
 		settle, seconds                    time.Duration
 	)
-	flag.StringVar(&brokers, "brokers", envOr("KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka bootstrap brokers")
+	flag.StringVar(&brokers, "brokers", cmp.Or(os.Getenv("KAFKA_BROKERS"), "127.0.0.1:19092"), "Kafka bootstrap brokers")
 	flag.StringVar(&prefix, "topic-prefix", "", "topic prefix")
 	flag.StringVar(&group, "group", processor.DefaultGroup, "consumer group")
 	flag.StringVar(&db, "db", os.Getenv("DATABASE_URL"), "PostgreSQL URL")
@@ -137,11 +127,4 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("processor: %w", err)
 	}
 	return nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }

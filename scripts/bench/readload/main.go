@@ -11,32 +11,20 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/orderflow/orderflow/scripts/bench/benchkit"
 )
 
-func main() {
-	log.SetFlags(0)
-	log.SetPrefix("readload: ")
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx)
-	stop()
-	if err != nil {
-		log.Fatal(err)
-	}
-}
+func main() { benchkit.Main("readload", run) }
 
 func run(ctx context.Context) error {
 	var (
@@ -77,7 +65,6 @@ func run(ctx context.Context) error {
 		mu                  sync.Mutex
 		hist                benchkit.Histogram
 		okN, notOK, failedN atomic.Int64
-		done                atomic.Int64
 		wg                  sync.WaitGroup
 	)
 	start := time.Now()
@@ -87,7 +74,7 @@ func run(ctx context.Context) error {
 			var h benchkit.Histogram
 			defer func() { mu.Lock(); hist.Merge(&h); mu.Unlock() }()
 			for j := range jobs {
-				status, err := get(ctx, hc, base+"/v1/orders/"+j.id)
+				status, err := benchkit.Do(ctx, hc, http.MethodGet, base+"/v1/orders/"+j.id, nil)
 				now := time.Now()
 				switch {
 				case err != nil:
@@ -99,7 +86,6 @@ func run(ctx context.Context) error {
 				}
 				if !j.intended.Before(from) {
 					h.Record(now.Sub(j.intended))
-					done.Add(1)
 				}
 			}
 		})
@@ -123,7 +109,7 @@ func run(ctx context.Context) error {
 	window := duration - warmup
 	res := &benchkit.Result{
 		Name: name, Kind: "read", OfferedRate: float64(rate), Seconds: window.Seconds(),
-		Throughput: float64(done.Load()) / window.Seconds(), Latency: hist.Summary(),
+		Throughput: float64(hist.Count()) / window.Seconds(), Latency: hist.Summary(),
 		Sent: int64(total), Received: okN.Load(), Errors: failedN.Load() + notOK.Load(), Concurrency: workers,
 		Notes: map[string]string{"ids": strconv.Itoa(len(orders)), "loop": "open", "latency": "from intended send time"},
 	}
@@ -149,18 +135,4 @@ func sample(ctx context.Context, db string, n int) ([]string, error) {
 		return nil, fmt.Errorf("sample orders: %w", err)
 	}
 	return ids, nil
-}
-
-func get(ctx context.Context, hc *http.Client, url string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	res, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	_ = res.Body.Close()
-	return res.StatusCode, nil
 }

@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -228,7 +227,7 @@ func load(ctx context.Context, args []string) error {
 				}
 				body, _ := json.Marshal(&req)
 				t := time.Now()
-				status, err := post(ctx, hc, *base+"/orders/"+c.OrderID+"/transition", body)
+				status, err := benchkit.Do(ctx, hc, http.MethodPost, *base+"/orders/"+c.OrderID+"/transition", body)
 				if ctx.Err() != nil {
 					return
 				}
@@ -254,19 +253,4 @@ func load(ctx context.Context, args []string) error {
 	log.Printf("%d clients: %.0f transitions/s, p50 %.1f ms, p99 %.1f ms, %d conflicts, %d failures",
 		*conc, res.Throughput, res.Latency.P50, res.Latency.P99, conflicts.Load(), failures.Load())
 	return benchkit.WriteResult(*out, res)
-}
-
-func post(ctx context.Context, hc *http.Client, url string, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	_ = res.Body.Close()
-	return res.StatusCode, nil
 }

@@ -11,31 +11,23 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/orderflow/orderflow/processor/machine"
+	"github.com/orderflow/orderflow/scripts/bench/benchkit"
 	"github.com/orderflow/orderflow/topics"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func main() {
-	log.SetFlags(0)
-	log.SetPrefix("relay: ")
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx)
-	stop()
-	if err != nil {
-		log.Fatal(err)
-	}
-}
+func main() { benchkit.Main("relay", run) }
 
 func run(ctx context.Context) error {
 	var (
@@ -43,7 +35,7 @@ func run(ctx context.Context) error {
 		partitions      int
 		deletePrefix    string
 	)
-	flag.StringVar(&brokers, "brokers", envOr("KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka bootstrap brokers")
+	flag.StringVar(&brokers, "brokers", cmp.Or(os.Getenv("KAFKA_BROKERS"), "127.0.0.1:19092"), "Kafka bootstrap brokers")
 	flag.StringVar(&prefix, "topic-prefix", "b1.", "topic prefix")
 	flag.IntVar(&partitions, "partitions", topics.DefaultPartitions, "partitions of the topics it creates")
 	flag.StringVar(&deletePrefix, "delete-topics", "", "instead of relaying, delete every topic whose name starts with this prefix")
@@ -115,7 +107,7 @@ func event(r *kgo.Record, now time.Time) ([]byte, error) {
 		if !ok {
 			return nil, err
 		}
-		reason, msg := "invalid_command", err.Error()
+		reason, msg := machine.ReasonInvalidCommand, err.Error()
 		ev.CommandID, ev.OrderID, ev.Outcome, ev.Reason, ev.Message = id, order, topics.Rejected, &reason, &msg
 	}
 	ev.EventID = topics.AcceptedEventID(ev.OrderID, 1)
@@ -149,11 +141,4 @@ func deleteTopics(ctx context.Context, brokers, prefix string) error {
 	}
 	log.Printf("deleted %d topics under %s", len(doomed), prefix)
 	return nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }

@@ -86,6 +86,18 @@ func generate(dir, docs string) error {
 // passRe matches a repeated pass of a figure: e2e-5000-r2.
 var passRe = regexp.MustCompile(`^(.+)-r(\d+)$`)
 
+// figureName maps the name in a per-run file (cpu-*.txt, metrics-*.txt) to
+// the figure it belongs to: a repeated pass becomes its figure's name when it
+// is the median pass that stands for the figure, and ok is false for the
+// figure's other passes.
+func (r *runData) figureName(name string) (figure string, ok bool) {
+	if !passRe.MatchString(name) {
+		return name, true
+	}
+	figure, ok = r.medianOf[name]
+	return figure, ok
+}
+
 // mergePasses turns the repeated passes of each figure into one: the pass
 // with the median p99 stands for it, it is sustained when most passes
 // were, and the exactly-once counters add up over all passes.
@@ -516,12 +528,9 @@ func (r *runData) cpuTable(p func(string, ...any)) {
 	var rows []row
 	for _, f := range files {
 		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "cpu-"), ".txt")
-		if passRe.MatchString(name) {
-			base, ok := r.medianOf[name]
-			if !ok {
-				continue // another pass of a figure: its median pass is shown
-			}
-			name = base
+		name, ok := r.figureName(name)
+		if !ok {
+			continue // another pass of a figure: its median pass is shown
 		}
 		kv := readPairs(f)
 		var cells []string
@@ -696,12 +705,9 @@ func (r *runData) stageTable(p func(string, ...any)) {
 	var rows []row
 	for _, f := range files {
 		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "metrics-"), "-1.txt")
-		if passRe.MatchString(name) {
-			base, ok := r.medianOf[name]
-			if !ok {
-				continue
-			}
-			name = base
+		name, ok := r.figureName(name)
+		if !ok {
+			continue
 		}
 		res := r.byName[name]
 		if res == nil {
@@ -828,7 +834,8 @@ func areas(text string) []area {
 	for k, v := range sum {
 		out = append(out, area{k, math.Round(v*10) / 10})
 	}
-	slices.SortFunc(out, func(a, b area) int { return cmp.Compare(b.pct, a.pct) })
+	// Equal shares in name order: map order would shuffle them between runs.
+	slices.SortFunc(out, func(a, b area) int { return cmp.Or(cmp.Compare(b.pct, a.pct), cmp.Compare(a.name, b.name)) })
 	return out
 }
 
@@ -844,23 +851,18 @@ func (r *runData) latencyChart() *chart {
 		}
 		c.series = append(c.series, s)
 	}
-	if m := r.e2eRates("e2e-1m-"); len(m) > 0 {
-		s := series{name: "p99, 1M orders", color: "#d95f02", dashed: true}
-		for _, res := range m {
-			s.pts = append(s.pts, [2]float64{res.OfferedRate, res.Latency.P99})
+	// The p99 of the variants, dashed, against the plain runs' quantiles.
+	for _, v := range []struct{ prefix, name, color string }{
+		{"e2e-1m-", "p99, 1M orders", "#d95f02"},
+		{"e2e-p3-", "p99, 3 partitions", "#e7298a"},
+		{"b1-", "p99, B1 relay", "#666666"},
+	} {
+		m := r.e2eRates(v.prefix)
+		if len(m) == 0 {
+			continue
 		}
-		c.series = append(c.series, s)
-	}
-	if m := r.e2eRates("e2e-p3-"); len(m) > 0 {
-		s := series{name: "p99, 3 partitions", color: "#e7298a", dashed: true}
+		s := series{name: v.name, color: v.color, dashed: true}
 		for _, res := range m {
-			s.pts = append(s.pts, [2]float64{res.OfferedRate, res.Latency.P99})
-		}
-		c.series = append(c.series, s)
-	}
-	if b1 := r.e2eRates("b1-"); len(b1) > 0 {
-		s := series{name: "p99, B1 relay", color: "#666666", dashed: true}
-		for _, res := range b1 {
 			s.pts = append(s.pts, [2]float64{res.OfferedRate, res.Latency.P99})
 		}
 		c.series = append(c.series, s)
