@@ -50,9 +50,9 @@ func run(ctx context.Context) error {
 	if len(orders) == 0 {
 		return fmt.Errorf("no orders in the database to read")
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	if _, err := newGetter(base, 0); err != nil {
+		return err
+	}
 
 	type job struct {
 		intended time.Time
@@ -72,15 +72,21 @@ func run(ctx context.Context) error {
 	for range workers {
 		wg.Go(func() {
 			var h benchkit.Histogram
+			g, _ := newGetter(base, 10*time.Second) // checked above
+			defer g.close()
 			defer func() { mu.Lock(); hist.Merge(&h); mu.Unlock() }()
 			for j := range jobs {
-				status, err := benchkit.Do(ctx, hc, http.MethodGet, base+"/v1/orders/"+j.id, nil)
+				status, err := g.get(ctx, "/v1/orders/"+j.id)
 				now := time.Now()
 				switch {
 				case err != nil:
-					failedN.Add(1)
+					if failedN.Add(1) == 1 {
+						log.Printf("first failed request: %v", err)
+					}
 				case status != http.StatusOK:
-					notOK.Add(1)
+					if notOK.Add(1) == 1 {
+						log.Printf("first answer that is not 200: status %d", status)
+					}
 				default:
 					okN.Add(1)
 				}
