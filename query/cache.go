@@ -146,12 +146,12 @@ func (c *orderCache) endFill(id string, s snapshot, found bool) {
 	})
 }
 
-// apply folds a committed outcome event into the cache. Rejected outcomes
+// apply folds the head of a committed outcome event into the cache. Rejected outcomes
 // change no order. The event carries no created_at, so an order the cache
 // does not hold becomes an entry only from its create event (created_at is
 // that event's processed_at, as the processor writes it); for any other
 // version it only raises a pending fill's mark.
-func (c *orderCache) apply(ev *topics.Event) {
+func (c *orderCache) apply(ev *topics.EventHead) {
 	if ev.Outcome != topics.Accepted || ev.ToState == nil || ev.Version < 1 {
 		return
 	}
@@ -176,10 +176,35 @@ func (c *orderCache) apply(ev *topics.Event) {
 
 // outcomeCache maps command_id to its outcome event. Outcomes never change
 // (the first one stands), so any copy is current.
-type outcomeCache struct{ *lru[topics.Event] }
+type outcomeCache struct{ *lru[*lazyEvent] }
 
-func (c outcomeCache) put(ev topics.Event) {
-	c.update(ev.CommandID, func(_ topics.Event, found bool) (topics.Event, bool) { return ev, !found })
+func (c outcomeCache) put(commandID string, ev *lazyEvent) {
+	c.update(commandID, func(_ *lazyEvent, found bool) (*lazyEvent, bool) { return ev, !found })
+}
+
+// get returns the outcome of commandID when it is cached and decodes.
+func (c outcomeCache) get(commandID string) (topics.Event, bool) {
+	le, ok := c.lru.get(commandID)
+	if !ok {
+		return topics.Event{}, false
+	}
+	ev, err := le.event()
+	return ev, err == nil
+}
+
+// lazyEvent is an outcome event kept as it came, decoded when asked for:
+// the feed caches every outcome, and few are ever looked up. Set ev instead
+// of raw for an event already decoded.
+type lazyEvent struct {
+	raw []byte
+	ev  *topics.Event
+}
+
+func (l *lazyEvent) event() (topics.Event, error) {
+	if l.ev != nil {
+		return *l.ev, nil
+	}
+	return topics.DecodeEvent(l.raw)
 }
 
 // hub hands committed outcome events to requests waiting for them: a POST
@@ -247,21 +272,36 @@ func (h *hub) remove(m map[string]map[*waiter]struct{}, key string, w *waiter) {
 	}
 }
 
-// publish delivers ev to the waiters it satisfies and forgets them.
-func (h *hub) publish(ev *topics.Event) {
+// publish delivers the event whose head is hd to the waiters it satisfies
+// and forgets them. full decodes the whole event; it is called at most once,
+// and only when someone waits for it.
+func (h *hub) publish(hd *topics.EventHead, full func() (topics.Event, error)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for w := range h.commands[ev.CommandID] {
-		w.ch <- *ev
-		h.remove(h.commands, ev.CommandID, w)
+	var (
+		ev      topics.Event
+		decoded bool
+	)
+	deliver := func(m map[string]map[*waiter]struct{}, key string, w *waiter) {
+		if !decoded {
+			var err error
+			if ev, err = full(); err != nil {
+				return // the head decoded, so the whole does; this is for safety
+			}
+			decoded = true
+		}
+		w.ch <- ev
+		h.remove(m, key, w)
 	}
-	if ev.Outcome != topics.Accepted {
+	for w := range h.commands[hd.CommandID] {
+		deliver(h.commands, hd.CommandID, w)
+	}
+	if hd.Outcome != topics.Accepted {
 		return
 	}
-	for w := range h.orders[ev.OrderID] {
-		if ev.Version >= w.min {
-			w.ch <- *ev
-			h.remove(h.orders, ev.OrderID, w)
+	for w := range h.orders[hd.OrderID] {
+		if hd.Version >= w.min {
+			deliver(h.orders, hd.OrderID, w)
 		}
 	}
 }

@@ -14,8 +14,8 @@ func snap(id string, v int64) snapshot {
 	return snapshot{OrderID: id, State: machine.Paid, Version: v, CreatedAt: time.Unix(1, 0), UpdatedAt: time.Unix(int64(v), 0)}
 }
 
-func event(id string, v int64, outcome string) *topics.Event {
-	return &topics.Event{CommandID: fmt.Sprintf("%s-%d", id, v), OrderID: id, Outcome: outcome,
+func event(id string, v int64, outcome string) *topics.EventHead {
+	return &topics.EventHead{CommandID: fmt.Sprintf("%s-%d", id, v), OrderID: id, Outcome: outcome,
 		ToState: ptr("Shipped"), Version: v, ProcessedAt: time.Unix(100+v, 0)}
 }
 
@@ -165,7 +165,18 @@ func TestHub(t *testing.T) {
 	if h.waiting() != 3 {
 		t.Fatalf("waiting %d", h.waiting())
 	}
-	h.publish(&topics.Event{CommandID: "c1", OrderID: "o1", Outcome: topics.Rejected, Version: 5})
+	// The whole event is decoded once per publish that wakes someone, and
+	// not at all for the outcomes nobody waits for.
+	decodes := 0
+	publish := func(ev topics.Event) {
+		hd := ev.Head()
+		h.publish(&hd, func() (topics.Event, error) { decodes++; return ev, nil })
+	}
+	publish(topics.Event{CommandID: "c0", OrderID: "o0", Outcome: topics.Accepted, Version: 1})
+	if decodes != 0 {
+		t.Fatalf("an outcome nobody waits for was decoded %d times", decodes)
+	}
+	publish(topics.Event{CommandID: "c1", OrderID: "o1", Outcome: topics.Rejected, Version: 5})
 	if ev := <-cw.ch; ev.CommandID != "c1" {
 		t.Fatalf("command waiter got %+v", ev)
 	}
@@ -174,9 +185,12 @@ func TestHub(t *testing.T) {
 		t.Fatal("an order waiter was woken by a rejection")
 	default:
 	}
-	h.publish(&topics.Event{CommandID: "c2", OrderID: "o1", Outcome: topics.Accepted, Version: 3})
+	publish(topics.Event{CommandID: "c2", OrderID: "o1", Outcome: topics.Accepted, Version: 3})
 	if ev := <-ow.ch; ev.Version != 3 {
 		t.Fatalf("order waiter got %+v", ev)
+	}
+	if decodes != 2 {
+		t.Fatalf("%d decodes for two publishes that woke a waiter each", decodes)
 	}
 	if h.waiting() != 1 {
 		t.Fatalf("waiting %d, want the version-9 waiter only", h.waiting())

@@ -317,7 +317,7 @@ func (s *Server) lookupOutcome(ctx context.Context, commandID string) (topics.Ev
 	s.metrics.cache.WithLabelValues("outcomes", "miss").Inc()
 	ev, found, err := s.db.outcome(ctx, commandID)
 	if found {
-		s.outcomes.put(ev)
+		s.outcomes.put(commandID, &lazyEvent{ev: &ev})
 	}
 	return ev, found, err
 }

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,14 +64,16 @@ func (s *Server) runFeed(ctx context.Context) {
 			}
 		})
 		fetches.EachRecord(func(r *kgo.Record) {
-			ev, err := topics.DecodeEvent(r.Value)
-			if err != nil || ev.CommandID == "" || ev.OrderID == "" {
+			// Only the head is decoded here, at the processor's full rate;
+			// the whole event only when a waiter or a lookup wants it.
+			h, err := topics.DecodeEventHead(r.Value)
+			if err != nil || h.CommandID == "" || h.OrderID == "" {
 				s.metrics.events.WithLabelValues("invalid").Inc()
 				s.log.Debug("events feed: skipping a record that is not an outcome event",
 					"partition", r.Partition, "offset", r.Offset, "err", err)
 				return
 			}
-			s.apply(&ev)
+			s.apply(&h, r.Value)
 		})
 	}
 }
@@ -110,15 +113,18 @@ func (s *Server) startFeed(ctx context.Context) (*kgo.Client, error) {
 }
 
 // apply is the one place committed outcomes enter the API: cache first, then
-// waiters, so that a woken request finds the cache already current.
-func (s *Server) apply(ev *topics.Event) {
+// waiters, so that a woken request finds the cache already current. value is
+// the whole event, whose head is h; it is copied, since the fetch it came in
+// is not ours to keep.
+func (s *Server) apply(h *topics.EventHead, value []byte) {
 	s.metrics.events.WithLabelValues("applied").Inc()
-	if !ev.ProcessedAt.IsZero() {
-		s.metrics.eventDelay.Observe(max(time.Since(ev.ProcessedAt).Seconds(), 0))
+	if !h.ProcessedAt.IsZero() {
+		s.metrics.eventDelay.Observe(max(time.Since(h.ProcessedAt).Seconds(), 0))
 	}
-	s.outcomes.put(*ev)
-	s.orders.apply(ev)
-	s.hub.publish(ev)
+	ev := &lazyEvent{raw: bytes.Clone(value)}
+	s.outcomes.put(h.CommandID, ev)
+	s.orders.apply(h)
+	s.hub.publish(h, ev.event)
 }
 
 // feedStarted reports whether the feed consumes.

@@ -158,7 +158,7 @@ func newServer(cfg Config, pool *pgxpool.Pool, producer *kgo.Client) (*Server, e
 		log:       cmp.Or(cfg.Logger, slog.Default()),
 		registry:  cfg.Registry,
 		orders:    newOrderCache(cfg.CacheSize),
-		outcomes:  outcomeCache{newLRU[topics.Event](cfg.OutcomeCacheSize)},
+		outcomes:  outcomeCache{newLRU[*lazyEvent](cfg.OutcomeCacheSize)},
 		hub:       newHub(),
 		feedReady: make(chan struct{}),
 		stopping:  make(chan struct{}),
