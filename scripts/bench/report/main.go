@@ -375,7 +375,7 @@ func (r *runData) markdown() string {
 		ratio(best.Throughput, ref.Throughput), yes(ref.Throughput > 0 && best.Throughput/ref.Throughput >= 5))
 	rd := get("read")
 	p("| point reads p99 ≤ 5 ms at 5,000 GET/s during 1,000 transitions/s | p99 %s ms (p50 %s, p99.9 %s), %s errors; transitions meanwhile p99 %s ms | %s |",
-		ms(rd.Latency.P99), ms(rd.Latency.P50), ms(rd.Latency.P999), f0(float64(rd.Errors)), ms(get("e2e-read-tx").Latency.P99),
+		ms(rd.Latency.P99), ms(rd.Latency.P50), ms(rd.Latency.P999), strconv.FormatInt(rd.Errors, 10), ms(get("e2e-read-tx").Latency.P99),
 		yes(rd.Latency.Count > 0 && rd.Latency.P99 <= 5 && rd.Errors == 0 && rd.Ratio >= 0.95))
 	m1k := get("e2e-1m-1000")
 	m1best := maxSustained(m1)
