@@ -408,9 +408,10 @@ func servePprof(ctx context.Context, addr string) error {
 // serveGOGC is serve's garbage collector target when GOGC is not set. serve
 // allocates for every record it handles, and with Go's default of 100 it
 // spent 16-20 % of its CPU collecting at 40,000 transitions/s on the 2-core
-// benchmark machine; at 400 it kept up with 40,000/s where 100 fell short,
-// and point reads under load had a lower p99 (docs/benchmarks.md). The price
-// is a larger heap between collections, several hundred MB at full rate.
+// benchmark machine. With 400, two runs at 40,000/s achieved 39,700 and
+// 40,200/s against 38,800 and 38,400/s with 100, and point reads under load
+// had a lower p99. The price is a larger heap between collections: about
+// 320 MB resident at 40,000/s.
 const serveGOGC = 400
 
 // setGCPercent applies serveGOGC unless the operator set GOGC, which the Go
