@@ -169,10 +169,28 @@ func TestGenPreloaded(t *testing.T) {
 		t.Errorf("only %d of %d preloaded orders used", len(used), n)
 	}
 	replay(t, cmds, pre)
-	// Once all are used, lifecycles start with create again.
-	if last := cmds[len(cmds)-1]; pre[last.OrderID] && len(used) < n {
-		t.Logf("last command still on a preloaded order (fine while some are left)")
+
+	// Once every preloaded order has had its lifecycle, new ones start with
+	// create: a run longer than the preload goes on.
+	const few = 20
+	small := generate(t, GenConfig{Prefix: "q-", Orders: 10, Preloaded: few, PreloadedPrefix: "few-"}, 2000)
+	prefew := map[string]bool{}
+	for i := range few {
+		prefew[PreloadedID("few-", i)] = true
 	}
+	usedFew, created := map[string]bool{}, map[string]bool{}
+	for _, c := range small {
+		switch {
+		case prefew[c.OrderID]:
+			usedFew[c.OrderID] = true
+		case c.Action == "create":
+			created[c.OrderID] = true
+		}
+	}
+	if len(usedFew) != few || len(created) == 0 {
+		t.Errorf("%d of %d preloaded orders used, then %d new orders created; want all, then some", len(usedFew), few, len(created))
+	}
+	replay(t, small, prefew)
 }
 
 func TestAppendJSONDecodes(t *testing.T) {
