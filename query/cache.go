@@ -146,11 +146,11 @@ func (c *orderCache) endFill(id string, s snapshot, found bool) {
 	})
 }
 
-// apply folds the head of a committed outcome event into the cache. Rejected outcomes
-// change no order. The event carries no created_at, so an order the cache
-// does not hold becomes an entry only from its create event (created_at is
-// that event's processed_at, as the processor writes it); for any other
-// version it only raises a pending fill's mark.
+// apply folds the head of a committed outcome event into the cache.
+// Rejected outcomes change no order. The event carries no created_at, so an
+// order the cache does not hold becomes an entry only from its create event
+// (created_at is that event's processed_at, as the processor writes it); for
+// any other version it only raises a pending fill's mark.
 func (c *orderCache) apply(ev *topics.EventHead) {
 	if ev.Outcome != topics.Accepted || ev.ToState == nil || ev.Version < 1 {
 		return
@@ -273,36 +273,39 @@ func (h *hub) remove(m map[string]map[*waiter]struct{}, key string, w *waiter) {
 }
 
 // publish delivers the event whose head is hd to the waiters it satisfies
-// and forgets them. full decodes the whole event; it is called at most once,
-// and only when someone waits for it.
+// and forgets them. full decodes the whole event; it is called once, and
+// only when someone waits.
 func (h *hub) publish(hd *topics.EventHead, full func() (topics.Event, error)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var (
-		ev      topics.Event
-		decoded bool
-	)
-	deliver := func(m map[string]map[*waiter]struct{}, key string, w *waiter) {
-		if !decoded {
-			var err error
-			if ev, err = full(); err != nil {
-				return // the head decoded, so the whole does; this is for safety
-			}
-			decoded = true
-		}
-		w.ch <- ev
-		h.remove(m, key, w)
+	type wake struct {
+		m   map[string]map[*waiter]struct{}
+		key string
+		w   *waiter
 	}
+	var woken []wake
 	for w := range h.commands[hd.CommandID] {
-		deliver(h.commands, hd.CommandID, w)
+		woken = append(woken, wake{h.commands, hd.CommandID, w})
 	}
-	if hd.Outcome != topics.Accepted {
+	if hd.Outcome == topics.Accepted {
+		for w := range h.orders[hd.OrderID] {
+			if hd.Version >= w.min {
+				woken = append(woken, wake{h.orders, hd.OrderID, w})
+			}
+		}
+	}
+	if len(woken) == 0 {
 		return
 	}
-	for w := range h.orders[hd.OrderID] {
-		if hd.Version >= w.min {
-			deliver(h.orders, hd.OrderID, w)
-		}
+	ev, err := full()
+	if err != nil {
+		// Cannot happen: DecodeEventHead accepts only what DecodeEvent does
+		// (FuzzEventHead). The waiters would time out.
+		return
+	}
+	for _, k := range woken {
+		k.w.ch <- ev
+		h.remove(k.m, k.key, k.w)
 	}
 }
 

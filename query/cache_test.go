@@ -2,6 +2,7 @@ package query
 
 import (
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -201,5 +202,41 @@ func TestHub(t *testing.T) {
 	cancelLate()
 	if h.waiting() != 0 || len(h.orders) != 0 || len(h.commands) != 0 {
 		t.Fatalf("waiters left: %d", h.waiting())
+	}
+}
+
+// TestApplyKeepsTheWholeEvent: the feed decodes only an event's head, and an
+// outcome lookup later gets the whole event back from the bytes it kept,
+// which are its own copy (a fetch's buffer is not).
+func TestApplyKeepsTheWholeEvent(t *testing.T) {
+	t.Parallel()
+	s, err := newServer(Config{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 26, 1, 2, 3, 456_000_000, time.UTC)
+	want := topics.Event{EventID: "o-1/1", CommandID: "c-1", OrderID: "o-1", Action: "create", Outcome: topics.Accepted,
+		ToState: ptr("Created"), Version: 1, Actor: ptr("shop"), Metadata: []byte(`{"k":"v"}`), RequestedAt: &at, ProcessedAt: at}
+	value, err := topics.EncodeEvent(&want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := topics.DecodeEventHead(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.apply(&h, value)
+	for i := range value {
+		value[i] = 'x' // the fetch buffer is reused
+	}
+	got, ok := s.outcomes.get("c-1")
+	if !ok {
+		t.Fatal("outcome of c-1 not cached")
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("cached outcome %+v, want %+v", got, want)
+	}
+	if sn, ok := s.orders.get("o-1"); !ok || sn.Version != 1 || sn.State != machine.Created {
+		t.Fatalf("order cache holds %+v, %v", sn, ok)
 	}
 }

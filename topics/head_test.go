@@ -2,6 +2,7 @@ package topics
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -90,4 +91,14 @@ func benchDecode(b *testing.B, decode func([]byte) error) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// String makes test failures readable (ToState is a pointer).
+func (h EventHead) String() string {
+	to := "<nil>"
+	if h.ToState != nil {
+		to = *h.ToState
+	}
+	return fmt.Sprintf("{%s %s %s to=%s v=%d at=%s}", h.CommandID, h.OrderID, h.Outcome, to, h.Version,
+		h.ProcessedAt.Format(time.RFC3339Nano))
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +51,12 @@ func TestServeEndToEnd(t *testing.T) {
 	})
 	base := "http://" + addr
 	waitReady(t, base+"/readyz")
+	// serve sets its GC target when the operator did not (setGCPercent).
+	if _, set := os.LookupEnv("GOGC"); !set {
+		if got := debug.SetGCPercent(serveGOGC); got != serveGOGC {
+			t.Errorf("serve left the GC target at %d, want %d", got, serveGOGC)
+		}
+	}
 
 	post := func(order, body string) (int, topics.Event) {
 		t.Helper()

@@ -12,8 +12,6 @@ import (
 	"github.com/orderflow/orderflow/processor/verify"
 	"github.com/orderflow/orderflow/scripts/testenv"
 	"github.com/orderflow/orderflow/topics"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestVerifyCLI runs `orderflow verify` on a deployment that is clean, then
@@ -27,12 +25,7 @@ func TestVerifyCLI(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	dbURL := testenv.DatabaseURL(t)
 	prefix := testenv.TopicPrefix(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	if _, err := topics.Ensure(ctx, kadm.NewClient(cl), topics.NewNames(prefix), topics.Settings{Partitions: 2}); err != nil {
+	if _, err := topics.Ensure(ctx, testenv.KafkaAdmin(t), topics.NewNames(prefix), topics.Settings{Partitions: 2}); err != nil {
 		t.Fatal(err)
 	}
 	cli := func(want int, args ...string) string {

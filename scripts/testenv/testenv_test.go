@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/scripts/testenv"
@@ -24,14 +23,9 @@ func TestKafkaRoundTrip(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	topic := testenv.TopicPrefix(t) + "roundtrip"
 
-	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A cleanup, not a defer: the topic is deleted in a later-registered cleanup, which
-	// runs first and still needs the client.
-	t.Cleanup(admin.Close)
-	adm := kadm.NewClient(admin)
+	// KafkaAdmin closes its client in a cleanup registered now, so it runs after the
+	// later-registered one that deletes the topic.
+	adm := testenv.KafkaAdmin(t)
 	const partitions = 3
 	created, err := adm.CreateTopic(ctx, partitions, 1, nil, topic)
 	if err != nil || created.Err != nil {

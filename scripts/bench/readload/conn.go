@@ -60,6 +60,9 @@ func (g *getter) get(ctx context.Context, path string) (int, error) {
 }
 
 func (g *getter) roundTrip(ctx context.Context, path string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err // interrupted: the queued requests fail at once
+	}
 	if g.conn == nil {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", g.addr)

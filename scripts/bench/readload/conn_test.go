@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -61,6 +62,13 @@ func TestGetter(t *testing.T) {
 	srv.CloseClientConnections()
 	if status, err := g.get(ctx, "/ok"); err != nil || status != 200 {
 		t.Errorf("GET after the server closed the idle connection = %d, %v", status, err)
+	}
+
+	// An interrupted run fails what is still queued at once.
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := g.get(canceled, "/ok"); !errors.Is(err, context.Canceled) {
+		t.Errorf("GET after the context ended: err = %v, want context.Canceled", err)
 	}
 
 	if _, err := g.get(ctx, "/chunked"); err == nil || !strings.Contains(err.Error(), "not supported") {

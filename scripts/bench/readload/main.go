@@ -50,7 +50,8 @@ func run(ctx context.Context) error {
 	if len(orders) == 0 {
 		return fmt.Errorf("no orders in the database to read")
 	}
-	if _, err := newGetter(base, 0); err != nil {
+	proto, err := newGetter(base, 10*time.Second)
+	if err != nil {
 		return err
 	}
 
@@ -72,7 +73,7 @@ func run(ctx context.Context) error {
 	for range workers {
 		wg.Go(func() {
 			var h benchkit.Histogram
-			g, _ := newGetter(base, 10*time.Second) // checked above
+			g := *proto // a connection of its own
 			defer g.close()
 			defer func() { mu.Lock(); hist.Merge(&h); mu.Unlock() }()
 			for j := range jobs {

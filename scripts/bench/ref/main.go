@@ -227,7 +227,7 @@ func load(ctx context.Context, args []string) error {
 				}
 				body, _ := json.Marshal(&req)
 				t := time.Now()
-				status, err := benchkit.Do(ctx, hc, http.MethodPost, *base+"/orders/"+c.OrderID+"/transition", body)
+				status, err := benchkit.Post(ctx, hc, *base+"/orders/"+c.OrderID+"/transition", body)
 				if ctx.Err() != nil {
 					return
 				}
