@@ -68,7 +68,7 @@ test: up ## Run all tests against the real Kafka and PostgreSQL, then a short fu
 	@$(MAKE) -s fuzz FUZZTIME=$(FUZZTIME)
 
 # Every fuzz target as package:Target; `go test -fuzz` takes one target at a time.
-FUZZ_TARGETS := ./topics:FuzzDecodeCommand ./topics:FuzzEventRoundTrip ./topics:FuzzEventHead ./topics:FuzzIdentify \
+FUZZ_TARGETS := ./topics:FuzzDecodeCommand ./topics:FuzzScanCommand ./topics:FuzzEventRoundTrip ./topics:FuzzEventHead ./topics:FuzzEncodeEvent ./topics:FuzzIdentify \
 	./query:FuzzDecodeCommandBody ./query:FuzzDecodeCursor ./query:FuzzParams
 # How much each target runs: short in `make test`, longer by hand (make fuzz FUZZTIME=5m or
 # FUZZTIME=1000000x). The default is a count of executions, not a duration: with a duration,

@@ -108,6 +108,9 @@ func decide(items []item, snap store.Snapshot, now time.Time) decision {
 		orders[id] = a
 		return a
 	}
+	// Most items become one outcome each: sizing for them up front saves
+	// the slice from being copied as it grows (outcomes are large).
+	d.writes.Outcomes = make([]store.Outcome, 0, len(items))
 	seen := snap.Seen
 	var touched []string
 	for i := range items {
@@ -161,6 +164,7 @@ func decide(items []item, snap store.Snapshot, now time.Time) decision {
 		d.writes.Outcomes = append(d.writes.Outcomes, o)
 		pos.NextSeq++
 	}
+	d.writes.Orders = make([]store.OrderWrite, 0, len(touched))
 	for _, id := range touched {
 		a := orders[id]
 		d.writes.Orders = append(d.writes.Orders, store.OrderWrite{

@@ -1,7 +1,8 @@
 package query
 
 import (
-	"container/list"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,69 +14,134 @@ import (
 // first. One mutex guards it: a point read holds it for a map lookup and a
 // list move, well under a microsecond, so it is not worth sharding at the
 // request rates one API replica serves.
+//
+// The feed updates two of these for every outcome event (tens of thousands
+// a second), and once a cache is full every such insert evicts. So the
+// recency list is threaded through a slice by index instead of being a
+// container/list: a full cache reuses the evicted entry's slot and
+// allocates nothing per insert, and the GC sees one array rather than two
+// small objects per entry made and dropped for every event.
 type lru[V any] struct {
-	mu  sync.Mutex
-	max int
-	ll  *list.List // front = most recently used
-	m   map[string]*list.Element
+	mu    sync.Mutex
+	max   int
+	ents  []lruEntry[V]    // grows up to max, never shrinks
+	index map[string]int32 // key -> its entry in ents
+	head  int32            // most recently used; -1 when empty
+	tail  int32            // least recently used, next to go; -1 when empty
 }
 
-type lruItem[V any] struct {
-	key string
-	val V
+type lruEntry[V any] struct {
+	key        string
+	val        V
+	prev, next int32 // towards head, towards tail; -1 at either end
 }
 
 // newLRU returns a cache of at most max entries; max <= 0 gives a cache
-// that holds nothing, so callers need no "is caching on" branches.
+// that holds nothing, so callers need no "is caching on" branches. The
+// entries are allocated as they come, not up front, so a large max costs
+// nothing until it is used.
 func newLRU[V any](max int) *lru[V] {
-	return &lru[V]{max: max, ll: list.New(), m: make(map[string]*list.Element)}
+	max = min(max, math.MaxInt32) // entries are indexed by int32
+	return &lru[V]{max: max, index: make(map[string]int32), head: -1, tail: -1}
 }
 
 func (c *lru[V]) get(key string) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.m[key]; ok {
-		c.ll.MoveToFront(e)
-		return e.Value.(*lruItem[V]).val, true
+	if i, ok := c.index[key]; ok {
+		c.toFront(i)
+		return c.ents[i].val, true
 	}
 	var zero V
 	return zero, false
 }
 
 // update sets key to fn(old, found) when fn says so. fn runs under the lock,
-// which is what makes "replace only with a higher version" atomic.
+// which is what makes "replace only with a higher version" atomic. With
+// max <= 0, fn is not called.
 func (c *lru[V]) update(key string, fn func(old V, found bool) (V, bool)) {
 	if c.max <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, found := c.m[key]
+	i, found := c.index[key]
 	var old V
 	if found {
-		old = e.Value.(*lruItem[V]).val
+		old = c.ents[i].val
 	}
 	v, ok := fn(old, found)
 	if !ok {
 		return
 	}
 	if found {
-		e.Value.(*lruItem[V]).val = v
-		c.ll.MoveToFront(e)
+		c.ents[i].val = v
+		c.toFront(i)
 		return
 	}
-	c.m[key] = c.ll.PushFront(&lruItem[V]{key: key, val: v})
-	for c.ll.Len() > c.max {
-		last := c.ll.Back()
-		c.ll.Remove(last)
-		delete(c.m, last.Value.(*lruItem[V]).key)
+	if len(c.ents) < c.max {
+		if len(c.ents) == cap(c.ents) {
+			// Double, but not past max: append alone would overshoot it
+			// by up to a quarter on a large cache.
+			n := min(max(2*cap(c.ents), 16), c.max)
+			c.ents = slices.Grow(c.ents, n-len(c.ents))
+		}
+		i = int32(len(c.ents)) //nolint:gosec // len < max <= MaxInt32 (newLRU)
+		c.ents = append(c.ents, lruEntry[V]{key: key, val: v, prev: -1, next: -1})
+	} else {
+		// Full: the least recently used entry goes, and its slot takes the
+		// new one. The whole entry is overwritten, so neither the evicted
+		// value (V may be a pointer) nor its key stays reachable from here.
+		i = c.tail
+		c.unlink(i)
+		delete(c.index, c.ents[i].key)
+		c.ents[i] = lruEntry[V]{key: key, val: v, prev: -1, next: -1}
 	}
+	c.index[key] = i
+	c.pushFront(i)
 }
 
 func (c *lru[V]) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ll.Len()
+	return len(c.index)
+}
+
+// toFront marks entry i most recently used. c.mu must be held.
+func (c *lru[V]) toFront(i int32) {
+	if c.head != i {
+		c.unlink(i)
+		c.pushFront(i)
+	}
+}
+
+// unlink takes entry i out of the recency list. c.mu must be held.
+func (c *lru[V]) unlink(i int32) {
+	e := &c.ents[i]
+	if e.prev >= 0 {
+		c.ents[e.prev].next = e.next
+	} else {
+		c.head = e.next
+	}
+	if e.next >= 0 {
+		c.ents[e.next].prev = e.prev
+	} else {
+		c.tail = e.prev
+	}
+	e.prev, e.next = -1, -1
+}
+
+// pushFront puts the unlinked entry i at the head of the recency list.
+// c.mu must be held.
+func (c *lru[V]) pushFront(i int32) {
+	e := &c.ents[i]
+	e.prev, e.next = -1, c.head
+	if c.head >= 0 {
+		c.ents[c.head].prev = i
+	} else {
+		c.tail = i
+	}
+	c.head = i
 }
 
 // snapshot is an order's row as the API serves it.

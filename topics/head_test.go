@@ -37,6 +37,12 @@ func headSeeds(t testing.TB) [][]byte {
 		[]byte("{\"order_id\":\"\xff\"}"), []byte(`{}`), []byte(`null`), []byte(`[]`), []byte(`{"outcome":1`),
 		[]byte(`{"processed_at":"2026-11-25T24:00:00Z"}`), []byte(`{"unknown":1}`),
 		[]byte(`{"event_id":{}}`), []byte(`{"requested_at":"yesterday"}`), []byte(`{"metadata":null,"actor":7}`),
+		// The scan checks the JSON itself: escapes in fields it skips,
+		// numbers, literals, and what follows the object.
+		[]byte(`{"reason":"a\u00e9\n\/","message":"\"","version":-0,"metadata":1e5}`),
+		[]byte(`{"reason":"\x"}`), []byte(`{"reason":"\u12"}`), []byte("{\"reason\":\"a\tb\"}"),
+		[]byte(`{} x`), []byte(`{"version":01}`), []byte(`{"version":-}`), []byte(`{"version":+1}`),
+		[]byte(`{"metadata":}`), []byte(`{"metadata":`), []byte(`{"metadata":tru}`), []byte(`{"outcome":"a",}`), []byte(`{"outcome" "a"}`),
 	)
 }
 

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -141,5 +142,64 @@ func TestClaimFencesThePreviousOwner(t *testing.T) {
 	page, err := store.OutboxPage(ctx, pool, 3, 0, 100, 10)
 	if err != nil || len(page) != 2 || page[0].Seq != 1 || page[1].Seq != 2 || page[1].Outcome.OrderID != "b" {
 		t.Fatalf("outbox %+v, %v", page, err)
+	}
+}
+
+// An Outcome's empty strings and nil RequestedAt are stored as NULL, and
+// everything else comes back from the outbox as it was written.
+func TestOutcomeColumnsKeepNulls(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t)
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.EnsurePartitions(ctx, pool, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	o := store.Owner{Topic: "orders.commands", Partition: 5, Token: "t"}
+	if _, err := store.Claim(ctx, pool, o); err != nil {
+		t.Fatal(err)
+	}
+	now := store.Now()
+	requested := now.Add(-time.Second)
+	want := []store.Outcome{
+		{Seq: 1, Offset: 0, EventID: "bare/0/rejected/c1", CommandID: "c1", OrderID: "bare", Action: "pay",
+			Outcome: "rejected", Reason: "invalid_transition", ProcessedAt: now},
+		{Seq: 2, Offset: 1, EventID: "full/1", CommandID: "c2", OrderID: "full", Action: "create", Outcome: "accepted",
+			FromState: "None", ToState: "Created", Version: 1, Reason: "r", Message: "m", Actor: "a", CommandReason: "cr",
+			Metadata: []byte(`{"k":"v"}`), RequestedAt: &requested, ProcessedAt: now},
+	}
+	err := store.RunBatch(ctx, pool, o, nil, nil, func(s store.Snapshot) (store.Writes, error) {
+		return store.Writes{Position: store.Position{NextOffset: 2, NextSeq: 3}, Outcomes: want}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nulls int
+	err = pool.QueryRow(ctx, `SELECT num_nulls(from_state, to_state, message, actor, command_reason, metadata, requested_at)
+		FROM transitions WHERE command_id = 'c1'`).Scan(&nulls)
+	if err != nil || nulls != 7 {
+		t.Fatalf("bare outcome has %d NULL columns (%v), want 7", nulls, err)
+	}
+	err = pool.QueryRow(ctx, `SELECT num_nulls(from_state, to_state, reason, message, actor, command_reason, metadata, requested_at)
+		FROM transitions WHERE command_id = 'c2'`).Scan(&nulls)
+	if err != nil || nulls != 0 {
+		t.Fatalf("full outcome has %d NULL columns (%v), want 0", nulls, err)
+	}
+	page, err := store.OutboxPage(ctx, pool, o.Partition, 0, 100, 10)
+	if err != nil || len(page) != 2 {
+		t.Fatalf("outbox %+v, %v", page, err)
+	}
+	for i, e := range page {
+		got, w := *e.Outcome, want[i]
+		if (got.RequestedAt == nil) != (w.RequestedAt == nil) ||
+			(got.RequestedAt != nil && !got.RequestedAt.Equal(*w.RequestedAt)) || !got.ProcessedAt.Equal(w.ProcessedAt) {
+			t.Fatalf("outcome %d times: %v %v, want %v %v", i, got.RequestedAt, got.ProcessedAt, w.RequestedAt, w.ProcessedAt)
+		}
+		got.RequestedAt, got.ProcessedAt, w.RequestedAt, w.ProcessedAt = nil, time.Time{}, nil, time.Time{}
+		if !reflect.DeepEqual(got, w) {
+			t.Fatalf("outcome %d:\n got %+v\nwant %+v", i, got, w)
+		}
 	}
 }
