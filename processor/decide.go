@@ -78,7 +78,8 @@ func normalise(c topics.Command) topics.Command {
 type orderAcc struct {
 	state     machine.State
 	version   int64
-	read      int64 // version in PostgreSQL before the batch; 0 = absent
+	read      int64         // version in PostgreSQL before the batch; 0 = absent
+	readState machine.State // state in PostgreSQL before the batch
 	createdAt time.Time
 	changed   bool
 }
@@ -104,6 +105,7 @@ func decide(items []item, snap store.Snapshot, now time.Time) decision {
 		a := &orderAcc{}
 		if s, ok := snap.Orders[id]; ok {
 			a.state, a.version, a.read, a.createdAt = machine.State(s.State), s.Version, s.Version, s.CreatedAt
+			a.readState = a.state
 		}
 		orders[id] = a
 		return a
@@ -168,7 +170,7 @@ func decide(items []item, snap store.Snapshot, now time.Time) decision {
 	for _, id := range touched {
 		a := orders[id]
 		d.writes.Orders = append(d.writes.Orders, store.OrderWrite{
-			OrderID: id, State: string(a.state), Version: a.version, PrevVersion: a.read,
+			OrderID: id, State: string(a.state), Version: a.version, PrevVersion: a.read, PrevState: string(a.readState),
 			CreatedAt: a.createdAt, UpdatedAt: now,
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/orderflow/orderflow/processor/machine"
+	"github.com/orderflow/orderflow/processor/store"
 	"github.com/orderflow/orderflow/topics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -55,7 +56,14 @@ type Monitor struct {
 	dlq     prometheus.Gauge       //
 	errs    *prometheus.CounterVec // check
 	updated prometheus.Gauge
+
+	stuckAt time.Time // when stuck orders were last counted; only Run's goroutine uses it
 }
+
+// stuckEvery is how often stuck orders are counted: every StuckAfter/12 (5
+// minutes at the default hour), not every Interval, since it takes a scan
+// of the orders table and stuckness moves on the scale of StuckAfter.
+func (m *Monitor) stuckEvery() time.Duration { return max(m.cfg.Interval, m.cfg.StuckAfter/12) }
 
 // NewMonitor validates cfg and registers the gauges; Run measures them.
 func NewMonitor(cfg MonitorConfig, pool *pgxpool.Pool) (*Monitor, error) {
@@ -82,7 +90,7 @@ func NewMonitor(cfg MonitorConfig, pool *pgxpool.Pool) (*Monitor, error) {
 		}, []string{"state"}),
 		stuck: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderflow_orders_stuck",
-			Help: "Orders in a non-terminal state whose last transition is older than the stuck-after age (ORDERFLOW_STUCK_AFTER), per state.",
+			Help: "Orders in a non-terminal state whose last transition is older than the stuck-after age (ORDERFLOW_STUCK_AFTER), per state; counted every twelfth of that age (or every monitor interval, if longer).",
 		}, []string{"state"}),
 		dlq: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orderflow_dlq_records",
@@ -172,39 +180,56 @@ func (m *Monitor) update(ctx context.Context, adm *kadm.Client) error {
 	return errors.Join(errs...)
 }
 
-// updateOrders counts orders per state, and those of each non-terminal
-// state not updated within StuckAfter, in one pass over the table. The age
-// is compared with the database's clock, not ours, so host clock skew
-// cannot make orders look stuck.
+// updateOrders sets the orders per state from order_counts, which batches
+// keep, and the stuck orders from a scan of orders when stuckEvery has
+// passed. That scan runs without parallel workers: one core for longer
+// rather than every core at once, which stalled the whole pipeline for a
+// moment every time at a million orders. The age is compared with the
+// database's clock, not ours, so host clock skew cannot make orders look
+// stuck.
 func (m *Monitor) updateOrders(ctx context.Context) error {
-	rows, err := m.pool.Query(ctx, `SELECT state, count(*),
-			count(*) FILTER (WHERE updated_at < now() - $1 * interval '1 second')
-		FROM orders GROUP BY state`, m.cfg.StuckAfter.Seconds())
+	counts, err := store.OrderCounts(ctx, m.pool)
 	if err != nil {
-		return fmt.Errorf("count orders: %w", err)
-	}
-	type count struct{ all, stuck int64 }
-	counts := map[machine.State]count{}
-	var (
-		state    string
-		all, old int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&state, &all, &old}, func() error {
-		counts[machine.State(state)] = count{all, old}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("count orders: %w", err)
+		return err
 	}
 	// Every state gets a series, zeros included, so dashboards and alerts
 	// never see one vanish.
 	for _, s := range machine.States() {
-		c := counts[s]
-		m.orders.WithLabelValues(string(s)).Set(float64(c.all))
+		m.orders.WithLabelValues(string(s)).Set(float64(counts[string(s)]))
+	}
+	now := time.Now()
+	if now.Sub(m.stuckAt) < m.stuckEvery() {
+		return nil
+	}
+	var nonTerminal []string
+	for _, s := range machine.States() {
 		if !s.Terminal() {
-			m.stuck.WithLabelValues(string(s)).Set(float64(c.stuck))
+			nonTerminal = append(nonTerminal, string(s))
 		}
 	}
+	stuck := map[string]int64{}
+	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL max_parallel_workers_per_gather = 0`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT state, count(*) FROM orders
+			WHERE state = ANY($1) AND updated_at < now() - $2 * interval '1 second' GROUP BY state`,
+			nonTerminal, m.cfg.StuckAfter.Seconds())
+		if err != nil {
+			return err
+		}
+		var state string
+		var n int64
+		_, err = pgx.ForEachRow(rows, []any{&state, &n}, func() error { stuck[state] = n; return nil })
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("count stuck orders: %w", err)
+	}
+	for _, s := range nonTerminal {
+		m.stuck.WithLabelValues(s).Set(float64(stuck[s]))
+	}
+	m.stuckAt = now
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/processor/machine"
+	"github.com/orderflow/orderflow/processor/store"
 	"github.com/orderflow/orderflow/topics"
 )
 
@@ -196,6 +197,10 @@ func TestListOrders(t *testing.T) {
 	r.expect(t, 200, "")
 	if !strings.Contains(string(r.body), `"orders":[]`) || !strings.Contains(string(r.body), `"next_cursor":null`) {
 		t.Fatalf("empty listing: %s", r.body)
+	}
+	// seedOrder writes orders directly; batches would have kept the counts.
+	if err := store.RecountOrders(context.Background(), b.pool); err != nil {
+		t.Fatal(err)
 	}
 	var s Stats
 	b.get(t, "/v1/stats").decode(t, &s)

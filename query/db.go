@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/processor/machine"
+	"github.com/orderflow/orderflow/processor/store"
 	"github.com/orderflow/orderflow/topics"
 )
 
@@ -157,23 +158,10 @@ func (d db) outcome(ctx context.Context, commandID string) (topics.Event, bool, 
 	return out[0].Event, true, nil
 }
 
-// stats counts orders per state.
+// stats counts orders per state, from the counts batches keep: a few rows,
+// however many orders there are.
 func (d db) stats(ctx context.Context) (map[string]int64, error) {
-	rows, err := d.pool.Query(ctx, `SELECT state, count(*) FROM orders GROUP BY state`)
-	if err != nil {
-		return nil, fmt.Errorf("count orders: %w", err)
-	}
-	counts := make(map[string]int64)
-	var state string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&state, &n}, func() error {
-		counts[state] = n
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count orders: %w", err)
-	}
-	return counts, nil
+	return store.OrderCounts(ctx, d.pool)
 }
 
 // ping checks that PostgreSQL answers a query, not just that a pooled

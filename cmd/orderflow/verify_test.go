@@ -62,13 +62,16 @@ func TestVerifyCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := cli(1)
-	for _, want := range []string{"violations 1", "fold 1", "fold: order o-1 is Paid v2 but has no accepted transitions", "orderflow verify: invariants violated: 1 violations"} {
+	// An order written behind the processor's back: no transitions, and not
+	// in order_counts either.
+	for _, want := range []string{"violations 2", "fold 1", "counts 1", "fold: order o-1 is Paid v2 but has no accepted transitions",
+		"counts: order_counts has 0 orders in Paid, the orders table 1", "orderflow verify: invariants violated: 2 violations"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("corrupted deployment: output lacks %q:\n%s", want, out)
 		}
 	}
 	if err := json.Unmarshal([]byte(strings.SplitN(cli(1, "--json", "--wait", "1s"), "orderflow verify:", 2)[0]), &rep); err != nil ||
-		rep.ViolationsTotal != 1 || rep.ByCheck[verify.CheckFold] != 1 {
+		rep.ViolationsTotal != 2 || rep.ByCheck[verify.CheckFold] != 1 || rep.ByCheck[verify.CheckCounts] != 1 {
 		t.Fatalf("--json on the corrupted deployment: %+v, %v", rep, err)
 	}
 	cli(2, "--max-violations", "-1")

@@ -1,9 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -76,12 +79,14 @@ type DeadLetter struct {
 
 // OrderWrite is the final state of one order after a batch: one write per
 // order per batch, whatever number of transitions the batch applied to it.
-// PrevVersion is the version the batch read (0: the order is new).
+// PrevVersion and PrevState are what the batch read (0 and "": the order is
+// new); PrevState keeps order_counts right.
 type OrderWrite struct {
 	OrderID     string
 	State       string
 	Version     int64
 	PrevVersion int64
+	PrevState   string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 }
@@ -182,6 +187,13 @@ func RunBatches(ctx context.Context, pool *pgxpool.Pool, parts []Part,
 		}
 		if len(ws) == 0 {
 			return nil
+		}
+		for _, pw := range ws {
+			for _, ow := range pw.w.Orders {
+				if ow.PrevVersion > 0 && ow.PrevState == "" {
+					return fmt.Errorf("store: update of order %q has no PrevState", ow.OrderID)
+				}
+			}
 		}
 		b := &pgx.Batch{}
 		checks := queueWrites(b, ws)
@@ -374,6 +386,12 @@ func queueWrites(b *pgx.Batch, ws []partWrites) []func(pgconn.CommandTag) error 
 			updIDs, updStates, updVersions, updPrev, updUpdated)
 		checks = append(checks, expectRows(len(updIDs)))
 	}
+	if shards, states, deltas := countChanges(ws); len(shards) > 0 {
+		b.Queue(`INSERT INTO order_counts (shard, state, n)
+			SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[])
+			ON CONFLICT (shard, state) DO UPDATE SET n = order_counts.n + excluded.n`, shards, states, deltas)
+		checks = append(checks, nil)
+	}
 	if n := len(dls); n > 0 {
 		offs, seqs := make([]int64, n), make([]int64, n)
 		keys, vals := make([][]byte, n), make([][]byte, n)
@@ -405,6 +423,79 @@ func queueWrites(b *pgx.Batch, ws []partWrites) []func(pgconn.CommandTag) error 
 		return nil
 	})
 	return checks
+}
+
+// countChanges sums what the batch's order writes do to order_counts: one
+// more in each order's new state and one fewer in the state it left, in the
+// rows of the order's command partition. Unchanged sums are left out; the
+// result is sorted, so equal batches send equal statements.
+func countChanges(ws []partWrites) (shards []int32, states []string, deltas []int64) {
+	type key struct {
+		shard int32
+		state string
+	}
+	sum := map[key]int64{}
+	for _, pw := range ws {
+		for _, ow := range pw.w.Orders {
+			if ow.PrevVersion > 0 && ow.PrevState == ow.State {
+				continue
+			}
+			sum[key{pw.owner.Partition, ow.State}]++
+			if ow.PrevVersion > 0 {
+				sum[key{pw.owner.Partition, ow.PrevState}]--
+			}
+		}
+	}
+	keys := make([]key, 0, len(sum))
+	for k, d := range sum {
+		if d != 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.shard, b.shard), strings.Compare(a.state, b.state))
+	})
+	for _, k := range keys {
+		shards, states, deltas = append(shards, k.shard), append(states, k.state), append(deltas, sum[k])
+	}
+	return shards, states, deltas
+}
+
+// OrderCounts returns how many orders are in each state that has any, from
+// order_counts: a few rows, however many orders there are.
+func OrderCounts(ctx context.Context, pool *pgxpool.Pool) (map[string]int64, error) {
+	rows, err := pool.Query(ctx, `SELECT state, sum(n)::bigint FROM order_counts GROUP BY state HAVING sum(n) <> 0`)
+	if err != nil {
+		return nil, fmt.Errorf("count orders: %w", err)
+	}
+	counts := map[string]int64{}
+	var state string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&state, &n}, func() error { counts[state] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("count orders: %w", err)
+	}
+	return counts, nil
+}
+
+// RecountOrders sets order_counts from a count of orders. Batches keep it
+// right; this is for tools that write orders directly (the benchmark's
+// preload) and for repairing it after a processor of an earlier version
+// wrote orders without it.
+func RecountOrders(ctx context.Context, pool *pgxpool.Pool) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `LOCK TABLE orders IN SHARE MODE`)
+		if err == nil {
+			_, err = tx.Exec(ctx, `DELETE FROM order_counts`)
+		}
+		if err == nil {
+			_, err = tx.Exec(ctx, `INSERT INTO order_counts (shard, state, n) SELECT -1, state, count(*) FROM orders GROUP BY state`)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("recount orders: %w", err)
+	}
+	return nil
 }
 
 func expectRows(n int) func(pgconn.CommandTag) error {

@@ -134,7 +134,7 @@ func TestClaimFencesThePreviousOwner(t *testing.T) {
 	err = store.RunBatch(ctx, pool, newer, []string{"a"}, nil, func(s store.Snapshot) (store.Writes, error) {
 		now := store.Now()
 		return store.Writes{Position: store.Position{NextOffset: 3, NextSeq: s.Position.NextSeq},
-			Orders: []store.OrderWrite{{OrderID: "a", State: "Paid", Version: 3, PrevVersion: 2, UpdatedAt: now}}}, nil
+			Orders: []store.OrderWrite{{OrderID: "a", State: "Paid", Version: 3, PrevVersion: 2, PrevState: "Created", UpdatedAt: now}}}, nil
 	})
 	if !errors.Is(err, store.ErrConcurrentWrite) {
 		t.Fatalf("stale update: %v, want ErrConcurrentWrite", err)
@@ -201,5 +201,73 @@ func TestOutcomeColumnsKeepNulls(t *testing.T) {
 		if !reflect.DeepEqual(got, w) {
 			t.Fatalf("outcome %d:\n got %+v\nwant %+v", i, got, w)
 		}
+	}
+}
+
+// order_counts follows the batches: new orders, state changes, an update
+// that keeps the state, in two partitions and two transactions.
+func TestOrderCountsFollowBatches(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t)
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.EnsurePartitions(ctx, pool, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// An order from before order_counts existed, counted by RecountOrders.
+	if _, err := pool.Exec(ctx, `INSERT INTO orders VALUES ('old', 'Paid', 2, now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RecountOrders(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	owners := []store.Owner{{Topic: "orders.commands", Partition: 1, Token: "t"}, {Topic: "orders.commands", Partition: 2, Token: "t"}}
+	for _, o := range owners {
+		if _, err := store.Claim(ctx, pool, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := store.Now()
+	write := func(ws [][]store.OrderWrite) {
+		t.Helper()
+		parts := make([]store.Part, len(ws))
+		for i := range ws {
+			parts[i] = store.Part{Owner: owners[i]}
+		}
+		_, err := store.RunBatches(ctx, pool, parts, func(i int, s store.Snapshot) (store.Writes, error) {
+			return store.Writes{Position: store.Position{NextOffset: s.Position.NextOffset + 1, NextSeq: s.Position.NextSeq},
+				Orders: ws[i]}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ow := func(id, state string, v int64, prev string) store.OrderWrite {
+		return store.OrderWrite{OrderID: id, State: state, Version: v, PrevVersion: v - 1, PrevState: prev, CreatedAt: now, UpdatedAt: now}
+	}
+	write([][]store.OrderWrite{
+		{ow("a", "Created", 1, ""), ow("b", "Paid", 1, "")},
+		{ow("c", "Created", 1, "")},
+	})
+	write([][]store.OrderWrite{
+		{ow("a", "Cancelled", 2, "Created"), ow("b", "Paid", 2, "Paid")},
+		{ow("c", "Paid", 2, "Created"), ow("old", "Shipped", 3, "Paid")},
+	})
+	got, err := store.OrderCounts(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"Cancelled": 1, "Paid": 2, "Shipped": 1}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("OrderCounts = %v, want %v", got, want)
+	}
+	// The same as counting the table.
+	if err := store.RecountOrders(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := store.OrderCounts(ctx, pool); err != nil || !reflect.DeepEqual(again, want) {
+		t.Fatalf("after a recount: %v, %v", again, err)
 	}
 }

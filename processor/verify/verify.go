@@ -60,11 +60,14 @@ const (
 	// CheckDLQ: every dead letter is on the DLQ exactly once, with its bytes,
 	// its reason and where it came from; nothing else is.
 	CheckDLQ = "dlq"
+	// CheckCounts: order_counts, which the monitor and GET /v1/stats read,
+	// sums to the orders in each state.
+	CheckCounts = "counts"
 )
 
 // Checks lists the check names in report order.
 func Checks() []string {
-	return []string{CheckFold, CheckVersions, CheckOutcomes, CheckEvents, CheckOrder, CheckOffsets, CheckOutbox, CheckDLQ}
+	return []string{CheckFold, CheckVersions, CheckOutcomes, CheckEvents, CheckOrder, CheckOffsets, CheckOutbox, CheckDLQ, CheckCounts}
 }
 
 // Report is what Run counted and found wrong.
@@ -297,6 +300,7 @@ func (v *verifier) checkOrders(ctx context.Context) error {
 		return fmt.Errorf("read orders: %w", err)
 	}
 	seen := map[string]bool{}
+	perState := map[string]int64{}
 	for rows.Next() {
 		var (
 			id, state string
@@ -308,6 +312,7 @@ func (v *verifier) checkOrders(ctx context.Context) error {
 		}
 		v.r.Orders++
 		seen[id] = true
+		perState[state]++
 		fs, fv, ok := v.fold(id)
 		switch {
 		case !ok:
@@ -323,6 +328,31 @@ func (v *verifier) checkOrders(ctx context.Context) error {
 		x := &v.all[i]
 		if x.Outcome.Outcome == topics.Accepted && x.Version == 1 && !seen[x.OrderID] {
 			v.r.fail(CheckFold, "order %s has accepted transitions but no row", x.OrderID)
+		}
+	}
+	return v.checkCounts(ctx, perState)
+}
+
+// checkCounts compares order_counts with the orders counted per state.
+func (v *verifier) checkCounts(ctx context.Context, perState map[string]int64) error {
+	rows, err := v.db.Query(ctx, `SELECT state, sum(n)::bigint FROM order_counts GROUP BY state`)
+	if err != nil {
+		return fmt.Errorf("read order counts: %w", err)
+	}
+	counted := map[string]int64{}
+	var state string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&state, &n}, func() error { counted[state] = n; return nil }); err != nil {
+		return fmt.Errorf("read order counts: %w", err)
+	}
+	for st := range perState {
+		if _, ok := counted[st]; !ok {
+			counted[st] = 0
+		}
+	}
+	for st, n := range counted {
+		if n != perState[st] {
+			v.r.fail(CheckCounts, "order_counts has %d orders in %s, the orders table %d", n, st, perState[st])
 		}
 	}
 	return nil

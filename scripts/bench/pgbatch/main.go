@@ -235,6 +235,10 @@ func preload(ctx context.Context, pool *pgxpool.Pool, n int, prefix string) erro
 			return fmt.Errorf("preload: %w", err)
 		}
 	}
+	// The orders above bypassed the batches that keep order_counts.
+	if err := store.RecountOrders(ctx, pool); err != nil {
+		return fmt.Errorf("preload: %w", err)
+	}
 	log.Printf("preloaded %d orders (%s0000000..) in %.1fs", n, prefix, time.Since(start).Seconds())
 	return nil
 }
