@@ -19,26 +19,10 @@ import (
 // replaces invalid bytes, this scan copies them. FuzzScanCommand checks that
 // both decoders agree on every such input.
 func scanCommand(b []byte) (c Command, ok bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return c, false
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return c, skipSpace(b, i+1) == len(b)
-	}
 	var seen uint8
-	for {
-		key, next, ok := strictString(b, i)
-		if !ok {
-			return c, false
-		}
-		i = skipSpace(b, next)
-		if i >= len(b) || b[i] != ':' {
-			return c, false
-		}
-		i = skipSpace(b, i+1)
+	ok = scanObject(b, func(key []byte, i int) (int, bool) {
 		var bit uint8
+		var ok bool
 		switch string(key) {
 		case "command_id":
 			bit = 1 << 0
@@ -64,24 +48,52 @@ func scanCommand(b []byte) (c Command, ok bool) {
 		case "requested_at":
 			bit = 1 << 7
 			c.RequestedAt, i, ok = timeField(b, i)
-		default:
-			return c, false
 		}
 		if !ok || seen&bit != 0 {
-			return c, false
+			return 0, false
 		}
 		seen |= bit
+		return i, true
+	})
+	return c, ok
+}
+
+// scanObject walks a JSON object that is all of b (white space around it
+// aside), checking the syntax around its members. member reads the value of
+// key that starts at b[i] and returns the index after it; ok false from it,
+// or anything but an object, ends the walk with false.
+func scanObject(b []byte, member func(key []byte, i int) (next int, ok bool)) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return skipSpace(b, i+1) == len(b)
+	}
+	for {
+		key, next, ok := strictString(b, i)
+		if !ok {
+			return false
+		}
+		i = skipSpace(b, next)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		if i, ok = member(key, skipSpace(b, i+1)); !ok {
+			return false
+		}
 		i = skipSpace(b, i)
 		if i >= len(b) {
-			return c, false
+			return false
 		}
 		switch b[i] {
 		case '}':
-			return c, skipSpace(b, i+1) == len(b)
+			return skipSpace(b, i+1) == len(b)
 		case ',':
 			i = skipSpace(b, i+1)
 		default:
-			return c, false
+			return false
 		}
 	}
 }

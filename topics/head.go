@@ -54,24 +54,7 @@ func DecodeEventHead(value []byte) (EventHead, error) {
 // scan). The last of duplicated keys wins, as with encoding/json.
 func scanHead(b []byte) (EventHead, error) {
 	var h EventHead
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return h, errSlowPath // null, or not an object
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return h, atEnd(b, i+1)
-	}
-	for {
-		key, next, ok := strictString(b, i)
-		if !ok {
-			return h, errSlowPath
-		}
-		i = skipSpace(b, next)
-		if i >= len(b) || b[i] != ':' {
-			return h, errSlowPath
-		}
-		i = skipSpace(b, i+1)
+	ok := scanObject(b, func(key []byte, i int) (int, bool) {
 		var err error
 		switch string(key) {
 		case "command_id":
@@ -125,30 +108,12 @@ func scanHead(b []byte) (EventHead, error) {
 			// one that differs only in case.
 			err = errSlowPath
 		}
-		if err != nil {
-			return h, errSlowPath
-		}
-		i = skipSpace(b, i)
-		if i >= len(b) {
-			return h, errSlowPath
-		}
-		switch b[i] {
-		case '}':
-			return h, atEnd(b, i+1)
-		case ',':
-			i = skipSpace(b, i+1)
-		default:
-			return h, errSlowPath
-		}
+		return i, err == nil
+	})
+	if !ok {
+		return h, errSlowPath
 	}
-}
-
-// atEnd accepts only white space after the object.
-func atEnd(b []byte, i int) error {
-	if skipSpace(b, i) != len(b) {
-		return errSlowPath
-	}
-	return nil
+	return h, nil
 }
 
 // headString reads a JSON string without escapes; anything else (null

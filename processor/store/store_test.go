@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/orderflow/orderflow/processor/store"
 	"github.com/orderflow/orderflow/scripts/testenv"
 )
@@ -88,14 +89,8 @@ func TestEnsurePartitionsAhead(t *testing.T) {
 // guarantee 5, no zombie writes.
 func TestClaimFencesThePreviousOwner(t *testing.T) {
 	t.Parallel()
-	pool := testenv.Pool(t)
+	pool := schema(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.EnsurePartitions(ctx, pool, time.Now()); err != nil {
-		t.Fatal(err)
-	}
 	old := store.Owner{Topic: "orders.commands", Partition: 3, Token: "old"}
 	pos, err := store.Claim(ctx, pool, old)
 	if err != nil || pos != (store.Position{NextOffset: 0, NextSeq: 1}) {
@@ -149,14 +144,8 @@ func TestClaimFencesThePreviousOwner(t *testing.T) {
 // everything else comes back from the outbox as it was written.
 func TestOutcomeColumnsKeepNulls(t *testing.T) {
 	t.Parallel()
-	pool := testenv.Pool(t)
+	pool := schema(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.EnsurePartitions(ctx, pool, time.Now()); err != nil {
-		t.Fatal(err)
-	}
 	o := store.Owner{Topic: "orders.commands", Partition: 5, Token: "t"}
 	if _, err := store.Claim(ctx, pool, o); err != nil {
 		t.Fatal(err)
@@ -208,14 +197,8 @@ func TestOutcomeColumnsKeepNulls(t *testing.T) {
 // that keeps the state, in two partitions and two transactions.
 func TestOrderCountsFollowBatches(t *testing.T) {
 	t.Parallel()
-	pool := testenv.Pool(t)
+	pool := schema(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.EnsurePartitions(ctx, pool, time.Now()); err != nil {
-		t.Fatal(err)
-	}
 	// An order from before order_counts existed, counted by RecountOrders.
 	if _, err := pool.Exec(ctx, `INSERT INTO orders VALUES ('old', 'Paid', 2, now(), now())`); err != nil {
 		t.Fatal(err)
@@ -270,4 +253,19 @@ func TestOrderCountsFollowBatches(t *testing.T) {
 	if again, err := store.OrderCounts(ctx, pool); err != nil || !reflect.DeepEqual(again, want) {
 		t.Fatalf("after a recount: %v, %v", again, err)
 	}
+}
+
+// schema returns a pool on a fresh database with the schema and this
+// month's audit partitions, as a processor leaves it at start.
+func schema(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool := testenv.Pool(t)
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.EnsurePartitions(ctx, pool, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
