@@ -3,6 +3,7 @@ package processor
 import (
 	"maps"
 	"testing"
+	"time"
 
 	"github.com/orderflow/orderflow/topics"
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,5 +64,21 @@ func TestLag(t *testing.T) {
 				t.Fatalf("lag(%+v, %d) = %d, want %d", c.r, c.next, got, c.want)
 			}
 		})
+	}
+}
+
+// TestStuckEvery: stuck orders take a scan of orders, so they are counted
+// every twelfth of the stuck age, never more often than the other gauges.
+func TestStuckEvery(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ interval, stuckAfter, want time.Duration }{
+		{10 * time.Second, time.Hour, 5 * time.Minute},
+		{10 * time.Minute, time.Hour, 10 * time.Minute},
+		{10 * time.Second, time.Second, 10 * time.Second},
+	} {
+		m := &Monitor{cfg: MonitorConfig{Interval: tt.interval, StuckAfter: tt.stuckAfter}}
+		if got := m.stuckEvery(); got != tt.want {
+			t.Errorf("interval %v, stuck after %v: every %v, want %v", tt.interval, tt.stuckAfter, got, tt.want)
+		}
 	}
 }
