@@ -1,12 +1,16 @@
 package processor
 
 import (
+	"context"
 	"maps"
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/processor/store"
+	"github.com/orderflow/orderflow/scripts/testenv"
 	"github.com/orderflow/orderflow/topics"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestOutboxPending checks the derived backlog gauge: committed minus
@@ -81,4 +85,44 @@ func TestStuckEvery(t *testing.T) {
 			t.Errorf("interval %v, stuck after %v: every %v, want %v", tt.interval, tt.stuckAfter, got, tt.want)
 		}
 	}
+}
+
+// The stuck gauge keeps its value between scans, however often the other
+// gauges are measured, and moves at the next scan.
+func TestStuckCountedOnItsOwnCadence(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t)
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMonitor(MonitorConfig{Interval: time.Second, StuckAfter: time.Hour}, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuckOrder := func(id string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `INSERT INTO orders VALUES ($1, 'Created', 1, now() - interval '2 hours', now() - interval '2 hours')`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	measure := func(want float64) {
+		t.Helper()
+		if err := m.updateOrders(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var g dto.Metric
+		if err := m.stuck.WithLabelValues("Created").Write(&g); err != nil {
+			t.Fatal(err)
+		}
+		if got := g.GetGauge().GetValue(); got != want {
+			t.Fatalf("stuck Created = %v, want %v", got, want)
+		}
+	}
+	stuckOrder("o-1")
+	measure(1) // the first measurement scans
+	stuckOrder("o-2")
+	measure(1) // within stuckEvery: no scan
+	m.stuckAt = m.stuckAt.Add(-m.stuckEvery())
+	measure(2)
 }

@@ -60,8 +60,8 @@ func scanCommand(b []byte) (c Command, ok bool) {
 
 // scanObject walks a JSON object that is all of b (white space around it
 // aside), checking the syntax around its members. member reads the value of
-// key that starts at b[i] and returns the index after it; ok false from it,
-// or anything but an object, ends the walk with false.
+// key that starts at b[i] (i < len(b) always) and returns the index after
+// it; ok false from it, or anything but an object, ends the walk with false.
 func scanObject(b []byte, member func(key []byte, i int) (next int, ok bool)) bool {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -80,7 +80,10 @@ func scanObject(b []byte, member func(key []byte, i int) (next int, ok bool)) bo
 		if i >= len(b) || b[i] != ':' {
 			return false
 		}
-		if i, ok = member(key, skipSpace(b, i+1)); !ok {
+		if i = skipSpace(b, i+1); i >= len(b) {
+			return false
+		}
+		if i, ok = member(key, i); !ok {
 			return false
 		}
 		i = skipSpace(b, i)
@@ -172,7 +175,7 @@ func strictInt(b []byte, i int) (int64, int, bool) {
 // metadataField reads metadata when it is an object; json.Unmarshal keeps
 // such a value's bytes as they are.
 func metadataField(b []byte, i int) (json.RawMessage, int, bool) {
-	if i >= len(b) || b[i] != '{' {
+	if b[i] != '{' {
 		return nil, 0, false
 	}
 	end := skipValue(b, i)
@@ -182,19 +185,23 @@ func metadataField(b []byte, i int) (json.RawMessage, int, bool) {
 	return append(json.RawMessage(nil), b[i:end]...), end, true
 }
 
-// timeField reads requested_at with time.Time's own UnmarshalJSON, which is
-// what json.Unmarshal calls, so both accept the same times.
+// timeField reads requested_at: null, or a time.
 func timeField(b []byte, i int) (*time.Time, int, bool) {
 	if isLiteral(b, i, "null") {
 		return nil, i + 4, true
 	}
-	_, next, ok := strictString(b, i)
-	if !ok {
-		return nil, 0, false
-	}
 	t := new(time.Time)
-	if err := t.UnmarshalJSON(b[i:next]); err != nil {
-		return nil, 0, false
+	next, ok := strictTime(b, i, t)
+	return t, next, ok
+}
+
+// strictTime reads a time string without escapes into t with time.Time's own
+// UnmarshalJSON, which is what json.Unmarshal calls, so both accept the same
+// times.
+func strictTime(b []byte, i int, t *time.Time) (int, bool) {
+	_, next, ok := strictString(b, i)
+	if !ok || t.UnmarshalJSON(b[i:next]) != nil {
+		return 0, false
 	}
-	return t, next, true
+	return next, true
 }

@@ -2,7 +2,6 @@ package topics
 
 import (
 	"encoding/json"
-	"errors"
 	"time"
 	"unicode/utf8"
 )
@@ -26,10 +25,6 @@ func (e *Event) Head() EventHead {
 		ToState: e.ToState, Version: e.Version, ProcessedAt: e.ProcessedAt}
 }
 
-// errSlowPath sends a well-formed event that the scan below does not handle
-// to the full decoder.
-var errSlowPath = errors.New("not on the fast path")
-
 // DecodeEventHead decodes the head of an event. It returns what DecodeEvent
 // followed by Head would, for every input (FuzzEventHead checks this), in a
 // fraction of the time: encoding/json decodes every field of an Event
@@ -39,7 +34,7 @@ var errSlowPath = errors.New("not on the fast path")
 // without regard to case, and anything malformed) go through DecodeEvent,
 // which also words the errors.
 func DecodeEventHead(value []byte) (EventHead, error) {
-	if h, err := scanHead(value); err == nil {
+	if h, ok := scanHead(value); ok {
 		return h, nil
 	}
 	e, err := DecodeEvent(value)
@@ -51,125 +46,96 @@ func DecodeEventHead(value []byte) (EventHead, error) {
 
 // scanHead reads the head fields of a flat object, as EncodeEvent writes
 // it, checking the JSON as it goes (json.Valid first cost as much as the
-// scan). The last of duplicated keys wins, as with encoding/json.
-func scanHead(b []byte) (EventHead, error) {
-	var h EventHead
-	ok := scanObject(b, func(key []byte, i int) (int, bool) {
-		var err error
+// scan). The last of duplicated keys wins, as with encoding/json. ok is
+// false for anything the scan leaves to DecodeEvent.
+func scanHead(b []byte) (h EventHead, ok bool) {
+	ok = scanObject(b, func(key []byte, i int) (int, bool) {
+		if isLiteral(b, i, "null") {
+			switch string(key) {
+			case "to_state":
+				h.ToState = nil
+				return i + 4, true
+			case "version", "event_id", "action", "from_state", "reason", "message", "actor",
+				"requested_at", "processed_at", "metadata":
+				// encoding/json leaves these as they were.
+				return i + 4, true
+			}
+			return 0, false // null in a string encoding/json leaves empty: rare, so not handled
+		}
+		var ok bool
 		switch string(key) {
 		case "command_id":
-			h.CommandID, i, err = headString(b, i)
+			h.CommandID, i, ok = headString(b, i)
 		case "order_id":
-			h.OrderID, i, err = headString(b, i)
+			h.OrderID, i, ok = headString(b, i)
 		case "outcome":
-			h.Outcome, i, err = headString(b, i)
+			h.Outcome, i, ok = headString(b, i)
 		case "to_state":
-			h.ToState = nil
-			if isLiteral(b, i, "null") {
-				i += 4
-				break
-			}
 			var s string
-			s, i, err = headString(b, i)
-			h.ToState = &s
+			if s, i, ok = headString(b, i); ok {
+				h.ToState = &s
+			}
 		case "version":
-			if isLiteral(b, i, "null") {
-				i += 4
-				break
-			}
-			var ok bool
-			if h.Version, i, ok = strictInt(b, i); !ok {
-				err = errSlowPath
-			}
+			h.Version, i, ok = strictInt(b, i)
 		case "event_id", "action", "from_state", "reason", "message", "actor":
 			// Not read, but encoding/json refuses a value of another type.
-			if isLiteral(b, i, "null") {
-				i += 4
-			} else {
-				i, err = validString(b, i)
-			}
+			i, ok = validString(b, i)
 		case "requested_at":
 			var t time.Time
-			i, err = headTime(b, i, &t)
+			i, ok = strictTime(b, i, &t)
 		case "processed_at":
-			i, err = headTime(b, i, &h.ProcessedAt)
+			i, ok = strictTime(b, i, &h.ProcessedAt)
 		case "metadata": // any JSON value
-			if i >= len(b) {
-				err = errSlowPath
-				break
-			}
 			end := skipValue(b, i)
-			if !json.Valid(b[i:end]) {
-				err = errSlowPath
-			}
-			i = end
-		default:
-			// A key an Event does not have; encoding/json would also match
-			// one that differs only in case.
-			err = errSlowPath
+			i, ok = end, json.Valid(b[i:end])
 		}
-		return i, err == nil
+		// ok stays false for a key an Event does not have; encoding/json
+		// would also match one that differs only in case.
+		return i, ok
 	})
-	if !ok {
-		return h, errSlowPath
-	}
-	return h, nil
+	return h, ok
 }
 
-// headString reads a JSON string without escapes; anything else (null
-// included, which encoding/json leaves as the zero value) takes the slow
-// path, and so does invalid UTF-8, which encoding/json replaces.
-func headString(b []byte, i int) (string, int, error) {
+// headString reads a JSON string without escapes; anything else takes the
+// slow path, and so does invalid UTF-8, which encoding/json replaces.
+func headString(b []byte, i int) (string, int, bool) {
 	s, next, ok := strictString(b, i)
 	if !ok || !utf8.Valid(s) {
-		return "", 0, errSlowPath
+		return "", 0, false
 	}
-	return string(s), next, nil
-}
-
-// headTime reads a time with time.Time's own UnmarshalJSON, which is what
-// encoding/json calls, so both accept the same times; null leaves t alone.
-func headTime(b []byte, i int, t *time.Time) (int, error) {
-	if isLiteral(b, i, "null") {
-		return i + 4, nil
-	}
-	_, next, ok := strictString(b, i)
-	if !ok || t.UnmarshalJSON(b[i:next]) != nil {
-		return 0, errSlowPath
-	}
-	return next, nil
+	return string(s), next, true
 }
 
 // validString returns the index after the JSON string at b[i], checking its
 // escapes; its contents are not needed.
-func validString(b []byte, i int) (int, error) {
+func validString(b []byte, i int) (int, bool) {
 	if i >= len(b) || b[i] != '"' {
-		return 0, errSlowPath
+		return 0, false
 	}
 	for j := i + 1; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
-			return j + 1, nil
+			return j + 1, true
 		case c < 0x20:
-			return 0, errSlowPath
+			return 0, false
 		case c == '\\':
 			if j+1 >= len(b) {
-				return 0, errSlowPath
+				return 0, false
 			}
 			switch b[j+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				j++
 			case 'u':
 				if j+5 >= len(b) || !isHex4(b[j+2:j+6]) {
-					return 0, errSlowPath
+					return 0, false
 				}
 				j += 5
 			default:
-				return 0, errSlowPath
+				return 0, false
 			}
 		}
 	}
-	return 0, errSlowPath
+	return 0, false
 }
 
 func isHex4(b []byte) bool {

@@ -188,15 +188,11 @@ func RunBatches(ctx context.Context, pool *pgxpool.Pool, parts []Part,
 		if len(ws) == 0 {
 			return nil
 		}
-		for _, pw := range ws {
-			for _, ow := range pw.w.Orders {
-				if ow.PrevVersion > 0 && ow.PrevState == "" {
-					return fmt.Errorf("store: update of order %q has no PrevState", ow.OrderID)
-				}
-			}
-		}
 		b := &pgx.Batch{}
-		checks := queueWrites(b, ws)
+		checks, err := queueWrites(b, ws)
+		if err != nil {
+			return err
+		}
 		res := tx.SendBatch(ctx, b)
 		defer res.Close()
 		for _, check := range checks {
@@ -310,7 +306,7 @@ type partWrites struct {
 // queueWrites queues the statements that write the parts' decisions onto b,
 // the same few statements however many parts there are, and returns a check
 // of each one's result (nil: none).
-func queueWrites(b *pgx.Batch, ws []partWrites) []func(pgconn.CommandTag) error {
+func queueWrites(b *pgx.Batch, ws []partWrites) ([]func(pgconn.CommandTag) error, error) {
 	var (
 		checks   []func(pgconn.CommandTag) error
 		outcomes []Outcome
@@ -386,7 +382,11 @@ func queueWrites(b *pgx.Batch, ws []partWrites) []func(pgconn.CommandTag) error 
 			updIDs, updStates, updVersions, updPrev, updUpdated)
 		checks = append(checks, expectRows(len(updIDs)))
 	}
-	if shards, states, deltas := countChanges(ws); len(shards) > 0 {
+	shards, states, deltas, err := countChanges(ws)
+	if err != nil {
+		return nil, err
+	}
+	if len(shards) > 0 {
 		b.Queue(`INSERT INTO order_counts (shard, state, n)
 			SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[])
 			ON CONFLICT (shard, state) DO UPDATE SET n = order_counts.n + excluded.n`, shards, states, deltas)
@@ -422,14 +422,14 @@ func queueWrites(b *pgx.Batch, ws []partWrites) []func(pgconn.CommandTag) error 
 		}
 		return nil
 	})
-	return checks
+	return checks, nil
 }
 
 // countChanges sums what the batch's order writes do to order_counts: one
 // more in each order's new state and one fewer in the state it left, in the
 // rows of the order's command partition. Unchanged sums are left out; the
 // result is sorted, so equal batches send equal statements.
-func countChanges(ws []partWrites) (shards []int32, states []string, deltas []int64) {
+func countChanges(ws []partWrites) (shards []int32, states []string, deltas []int64, err error) {
 	type key struct {
 		shard int32
 		state string
@@ -437,6 +437,9 @@ func countChanges(ws []partWrites) (shards []int32, states []string, deltas []in
 	sum := map[key]int64{}
 	for _, pw := range ws {
 		for _, ow := range pw.w.Orders {
+			if ow.PrevVersion > 0 && ow.PrevState == "" {
+				return nil, nil, nil, fmt.Errorf("store: update of order %q has no PrevState", ow.OrderID)
+			}
 			if ow.PrevVersion > 0 && ow.PrevState == ow.State {
 				continue
 			}
@@ -458,13 +461,18 @@ func countChanges(ws []partWrites) (shards []int32, states []string, deltas []in
 	for _, k := range keys {
 		shards, states, deltas = append(shards, k.shard), append(states, k.state), append(deltas, sum[k])
 	}
-	return shards, states, deltas
+	return shards, states, deltas, nil
+}
+
+// Querier is what reads PostgreSQL: a pool, a connection or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // OrderCounts returns how many orders are in each state that has any, from
 // order_counts: a few rows, however many orders there are.
-func OrderCounts(ctx context.Context, pool *pgxpool.Pool) (map[string]int64, error) {
-	rows, err := pool.Query(ctx, `SELECT state, sum(n)::bigint FROM order_counts GROUP BY state HAVING sum(n) <> 0`)
+func OrderCounts(ctx context.Context, q Querier) (map[string]int64, error) {
+	rows, err := q.Query(ctx, `SELECT state, sum(n)::bigint FROM order_counts GROUP BY state HAVING sum(n) <> 0`)
 	if err != nil {
 		return nil, fmt.Errorf("count orders: %w", err)
 	}

@@ -335,15 +335,9 @@ func (v *verifier) checkOrders(ctx context.Context) error {
 
 // checkCounts compares order_counts with the orders counted per state.
 func (v *verifier) checkCounts(ctx context.Context, perState map[string]int64) error {
-	rows, err := v.db.Query(ctx, `SELECT state, sum(n)::bigint FROM order_counts GROUP BY state`)
+	counted, err := store.OrderCounts(ctx, v.db)
 	if err != nil {
-		return fmt.Errorf("read order counts: %w", err)
-	}
-	counted := map[string]int64{}
-	var state string
-	var n int64
-	if _, err := pgx.ForEachRow(rows, []any{&state, &n}, func() error { counted[state] = n; return nil }); err != nil {
-		return fmt.Errorf("read order counts: %w", err)
+		return err
 	}
 	for st := range perState {
 		if _, ok := counted[st]; !ok {
