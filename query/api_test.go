@@ -412,7 +412,10 @@ func TestCommands(t *testing.T) {
 	if ev.Outcome != topics.Rejected || *ev.Reason != machine.ReasonVersionConflict || ev.Version != 2 {
 		t.Fatalf("stale ship: %s", r.body)
 	}
-	sameEvent(t, ev, b.eventsOf(t, "cmd-bad-ship")[0])
+	if onKafka = b.eventsOf(t, "cmd-bad-ship"); len(onKafka) != 1 {
+		t.Fatalf("%d events for cmd-bad-ship", len(onKafka))
+	}
+	sameEvent(t, ev, onKafka[0])
 
 	t.Run("retry returns the first outcome without a second transition", func(t *testing.T) {
 		for _, path := range []string{"/v1/orders/o-7/commands?wait=10s", "/v1/orders/o-7/commands"} {

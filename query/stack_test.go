@@ -305,13 +305,23 @@ type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// eventsOf reads the whole events topic and returns the events of commandID.
+// eventsOf reads the whole events topic and returns the events of
+// commandID, rereading for up to 10 s while there are none: an outcome is
+// published after it commits, and the API may answer from PostgreSQL before
+// the event is on the topic.
 func (b *bundle) eventsOf(t testing.TB, commandID string) []topics.Event {
 	t.Helper()
-	return b.scan(t, b.names.Events, func(r *kgo.Record) (topics.Event, bool) {
-		ev, err := topics.DecodeEvent(r.Value)
-		return ev, err == nil && ev.CommandID == commandID
-	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs := b.scan(t, b.names.Events, func(r *kgo.Record) (topics.Event, bool) {
+			ev, err := topics.DecodeEvent(r.Value)
+			return ev, err == nil && ev.CommandID == commandID
+		})
+		if len(evs) > 0 || time.Now().After(deadline) {
+			return evs
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // commandsOf counts the records on the commands topic carrying commandID.
