@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"github.com/orderflow/orderflow/processor/store"
@@ -33,26 +34,41 @@ const committers = 2
 // runCommitter serves p.commits until ctx ends.
 func (p *Processor) runCommitter(ctx context.Context) {
 	for {
-		var reqs []*commitReq
-		select {
-		case <-ctx.Done():
+		reqs := p.gather(ctx)
+		if reqs == nil {
 			return
-		case r := <-p.commits:
-			reqs = append(reqs, r)
-		}
-		n := len(reqs[0].items)
-	gather:
-		for n < p.cfg.MaxBatch {
-			select {
-			case r := <-p.commits:
-				reqs = append(reqs, r)
-				n += len(r.items)
-			default:
-				break gather
-			}
 		}
 		p.commitAll(ctx, reqs)
 	}
+}
+
+// gather waits for a batch and takes with it every batch waiting then, up
+// to MaxBatch commands. One committer gathers at a time: were both waiting,
+// the batches of one fetch would go one to each, two transactions where
+// one does. Before taking the waiting batches it yields once, so that the
+// workers the same fetch woke can hand theirs over.
+func (p *Processor) gather(ctx context.Context) []*commitReq {
+	p.gathering.Lock()
+	defer p.gathering.Unlock()
+	var reqs []*commitReq
+	select {
+	case <-ctx.Done():
+		return nil
+	case r := <-p.commits:
+		reqs = append(reqs, r)
+	}
+	runtime.Gosched()
+	n := len(reqs[0].items)
+	for n < p.cfg.MaxBatch {
+		select {
+		case r := <-p.commits:
+			reqs = append(reqs, r)
+			n += len(r.items)
+		default:
+			return reqs
+		}
+	}
+	return reqs
 }
 
 // commitAll runs reqs in one transaction and answers each of them.

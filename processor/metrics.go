@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 		}),
 		txSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "orderflow_batch_transaction_seconds", Help: "PostgreSQL transaction time per batch.",
+			Name: "orderflow_batch_transaction_seconds", Help: "Time of one PostgreSQL transaction, which carries the batches of one or more partitions.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
 		}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{

@@ -62,8 +62,9 @@ type Processor struct {
 	cl  *kgo.Client
 	adm *kadm.Client
 
-	commits chan *commitReq // batches for the committers
-	pub     *publisher
+	commits   chan *commitReq // batches for the committers
+	gathering sync.Mutex      // held by the committer gathering batches
+	pub       *publisher
 
 	mu      sync.Mutex
 	workers map[int32]*worker

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -187,6 +188,10 @@ func (pb *publisher) step(ctx context.Context) error {
 		case <-pb.wake:
 			pb.applyDrops()
 		}
+		// The workers of one committed transaction hand their entries
+		// over one after another: yield once so that they are all in
+		// before the transaction is cut, one Kafka transaction for them.
+		runtime.Gosched()
 	}
 	for pb.held < maxHeld {
 		select {

@@ -155,8 +155,9 @@ func TestScaleOut(t *testing.T) {
 				return fmt.Errorf("%s: %v, want %v", c.what, c.got, c.want)
 			}
 		}
-		if batches, txs := sum("orderflow_batch_records", nil), sum("orderflow_batch_transaction_seconds", nil); batches < 1 || txs != batches {
-			return fmt.Errorf("%v batches, %v transactions timed", batches, txs)
+		// A transaction carries the batches of one or more partitions.
+		if batches, txs := sum("orderflow_batch_records", nil), sum("orderflow_batch_transaction_seconds", nil); txs < 1 || txs > batches {
+			return fmt.Errorf("%v batches in %v transactions timed", batches, txs)
 		}
 		if published := sum("orderflow_outbox_published_total", nil); published != outcomes+malformed {
 			return fmt.Errorf("published %v, want %v", published, outcomes+malformed)
