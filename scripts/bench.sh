@@ -42,10 +42,11 @@ BENCH_PRELOAD=${BENCH_PRELOAD:-1650000}
 B2_SECS=6
 REF_SECS=12
 READ_SECS=20
+READ_ALONE_SECS=10
 PROFILE_SECS=20
 if [[ -n ${BENCH_QUICK:-} ]]; then
 	BENCH_SECS=8 BENCH_REPEAT=1 BENCH_RATES="1000 10000" BENCH_BURST=50000 BENCH_PRELOAD=300000
-	B2_SECS=3 REF_SECS=4 READ_SECS=6 PROFILE_SECS=6
+	B2_SECS=3 REF_SECS=4 READ_SECS=6 READ_ALONE_SECS=4 PROFILE_SECS=6
 fi
 PARTITIONS=${ORDERFLOW_PARTITIONS:-12}
 MAX_BATCH=${ORDERFLOW_MAX_BATCH:-2000}
@@ -261,6 +262,11 @@ TX_PID=$!
 sleep 2
 "$BIN/readload" -url "http://127.0.0.1:$HTTP_PORT" -db "$DB_E2E" -rate 5000 -duration "${READ_SECS}s" -out "$OUT/read.json"
 wait "$TX_PID"
+# The same load with nothing else running: what the reads cost alone, so the
+# figure above can be told apart from the machine being busy.
+log "reads alone: 5,000 GET/s, no transitions (${READ_ALONE_SECS}s)"
+cpu read-alone "$READ_ALONE_SECS"
+"$BIN/readload" -url "http://127.0.0.1:$HTTP_PORT" -db "$DB_E2E" -rate 5000 -duration "${READ_ALONE_SECS}s" -name read-alone -out "$OUT/read-alone.json"
 
 log "burst: $BENCH_BURST commands queued, then the processor starts"
 stop_serve

@@ -42,6 +42,9 @@ type Result struct {
 	Concurrency   int     `json:"concurrency,omitempty"`
 	// Notes are free-form settings worth showing (partitions, shares...).
 	Notes map[string]string `json:"notes,omitempty"`
+	// Parts are the latencies of named subsets of the measured requests
+	// (readload: first reads of an order and repeats).
+	Parts map[string]Latency `json:"parts,omitempty"`
 }
 
 // EncodeResult writes r as indented JSON to w.
