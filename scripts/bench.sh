@@ -397,7 +397,7 @@ fewer partitions (p3 runs) = ORDERFLOW_PARTITIONS=3, otherwise as the sweep; $BE
 checkpoints = a CHECKPOINT before each end-to-end phase (sweep, 1M, p3), so one phase's WAL is not flushed during the next
 B2 writers = $PARTITIONS concurrent, one per partition, ${B2_SECS}s per batch size
 REF = 32 closed-loop clients, ${REF_SECS}s, PostgreSQL pool 32
-reads = 5,000 GET/s open loop, 64 keep-alive HTTP/1.1 connections (readload speaks HTTP itself: lighter than net/http on the shared machine), ${READ_SECS}s
+reads = 5,000 GET/s open loop, 64 keep-alive HTTP/1.1 connections, each sending its share of the schedule when due (readload speaks HTTP itself: lighter than net/http on the shared machine), ${READ_SECS}s with transitions, ${READ_ALONE_SECS}s alone
 EOF
 
 log "report"

@@ -289,8 +289,12 @@ func readParts(res *benchkit.Result) string {
 	if first.Count == 0 && repeat.Count == 0 {
 		return ""
 	}
-	return fmt.Sprintf(" (first reads of an order, mostly cache misses: %d, p99 %s ms; repeats, cache hits: %d, p99 %s ms)",
+	out := fmt.Sprintf(" (first reads of an order, mostly cache misses: %d, p99 %s ms; repeats, cache hits: %d, p99 %s ms",
 		first.Count, ms(first.P99), repeat.Count, ms(repeat.P99))
+	if lag, ok := res.Parts["send lag"]; ok {
+		out += fmt.Sprintf("; the generator's own delay in sending, counted in: p50 %s, p99 %s ms", ms(lag.P50), ms(lag.P99))
+	}
+	return out + ")"
 }
 
 func (r *runData) markdown() string {
