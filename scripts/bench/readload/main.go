@@ -157,7 +157,7 @@ func drawSchedule(total, ids int) (pick []int32, first []bool) {
 	seen := make([]bool, ids)
 	for i := range pick {
 		k := r.IntN(ids)
-		pick[i], first[i], seen[k] = int32(k), !seen[k], true //nolint:gosec // ids fit: a sample of the table
+		pick[i], first[i], seen[k] = int32(k), !seen[k], true
 	}
 	return pick, first
 }
