@@ -25,9 +25,11 @@ type apiFlags struct {
 	keyFile string
 	json    bool
 	timeout time.Duration
+	f       envFlags // where each value came from, known after parse
 }
 
 func (a *apiFlags) register(f envFlags) {
+	a.f = f
 	f.String(&a.url, "api", "ORDERFLOW_API_URL", defaultAPIURL(), "base URL of the orderflow API")
 	f.Secret(&a.key, "api-key", "ORDERFLOW_API_KEY", "API key with scope read, sent as a Bearer token")
 	f.String(&a.keyFile, "api-key-file", "ORDERFLOW_API_KEY_FILE", "", "file whose first line is the API key")
@@ -69,6 +71,13 @@ func (a *apiFlags) client() (*apiClient, error) {
 	}
 	key := a.key
 	if a.keyFile != "" {
+		// The key itself only comes from the environment (a secret on the
+		// command line shows in ps). A key file given on the command line
+		// wins over it, as flags win over the environment; both in the
+		// environment leave no way to tell which was meant.
+		if a.key != "" && !a.f.given("api-key-file") {
+			return nil, fmt.Errorf("%w: $ORDERFLOW_API_KEY and $ORDERFLOW_API_KEY_FILE are both set: set only one, or give -api-key-file to use the file", errUsage)
+		}
 		b, err := os.ReadFile(a.keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("%w: -api-key-file ($ORDERFLOW_API_KEY_FILE): %w", errUsage, err)

@@ -206,6 +206,16 @@ func (f envFlags) parse(args []string) error {
 	return nil
 }
 
+// given says whether the setting was given on the command line; only
+// known after parse.
+func (f envFlags) given(name string) bool {
+	if f.st == nil {
+		return false
+	}
+	s := f.st.byName[name]
+	return s != nil && s.flag
+}
+
 // checkSecrets reports a secret that was given as a flag.
 func (f envFlags) checkSecrets() error {
 	for _, sf := range f.st.secrets {
