@@ -257,6 +257,7 @@ done
 CPU_SECS=$BENCH_SECS bench e2e-hot "$RUN." -rate 5000 -hot 0.5 -duration "${BENCH_SECS}s" -drain-timeout 30s -quiet
 
 log "reads: 5,000 GET/s while 1,000 transitions/s (${READ_SECS}s)"
+checkpoint # the sweep's top rate ran just before
 CPU_SECS=$((READ_SECS + 4)) bench e2e-read-tx "$RUN." -rate 1000 -duration "$((READ_SECS + 4))s" -warmup 3s -quiet &
 TX_PID=$!
 sleep 2
@@ -342,7 +343,10 @@ if ((from_lower > BENCH_PRELOAD)); then
 	echo "bench: $BENCH_PRELOAD preloaded orders are too few for $BENCH_REPEAT passes at $best/s" >&2
 	exit 1
 fi
+# As in the sweep, each pass starts with a CHECKPOINT: its 1,000/s point
+# follows the previous pass's top rate.
 for pass in $(seq "$BENCH_REPEAT"); do
+	((pass == 1)) || checkpoint
 	CPU_SECS=$BENCH_SECS bench "e2e-1m-1000-r$pass" "$RUN.m." -rate 1000 -duration "${BENCH_SECS}s" -preloaded "$BENCH_PRELOAD" \
 		-preloaded-from $((from_1k + (pass - 1) * $(slice 1000))) -seed "$pass" -quiet
 	if ((best > 1000)); then
@@ -372,6 +376,7 @@ start_serve "$RUN.p3." "$DB_P3"
 bench e2e-p3-warmup "$RUN.p3." -rate 2000 -duration 6s -warmup 2s -quiet >/dev/null
 rm -f "$OUT/e2e-p3-warmup.json"
 for pass in $(seq "$BENCH_REPEAT"); do
+	((pass == 1)) || checkpoint
 	CPU_SECS=$BENCH_SECS bench "e2e-p3-1000-r$pass" "$RUN.p3." -rate 1000 -duration "${BENCH_SECS}s" -seed "$pass" -quiet
 	if ((best > 1000)); then
 		CPU_SECS=$BENCH_SECS bench "e2e-p3-$best-r$pass" "$RUN.p3." -rate "$best" -duration "${BENCH_SECS}s" -drain-timeout 20s -seed "$pass" -quiet
@@ -394,7 +399,7 @@ hot keys = 50 % of commands on 1 % of the in-flight orders, at 5,000/s
 burst = $BENCH_BURST commands
 live orders (1M runs) = $BENCH_PRELOAD preloaded (orders, commands and transitions rows), lifecycles continue them; $BENCH_REPEAT passes per point, as for the sweep
 fewer partitions (p3 runs) = ORDERFLOW_PARTITIONS=3, otherwise as the sweep; $BENCH_REPEAT passes per point
-checkpoints = a CHECKPOINT before each end-to-end phase (sweep, 1M, p3), so one phase's WAL is not flushed during the next
+checkpoints = a CHECKPOINT before each end-to-end phase (sweep, reads, 1M, p3) and each pass of the sweep, 1M and p3 (a pass's 1,000/s point follows the previous pass's top rate), so one phase's WAL is not flushed during the next
 B2 writers = $PARTITIONS concurrent, one per partition, ${B2_SECS}s per batch size
 REF = 32 closed-loop clients, ${REF_SECS}s, PostgreSQL pool 32
 reads = 5,000 GET/s open loop, 64 keep-alive HTTP/1.1 connections, each sending its share of the schedule when due (readload speaks HTTP itself: lighter than net/http on the shared machine), ${READ_SECS}s with transitions, ${READ_ALONE_SECS}s alone
