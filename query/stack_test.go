@@ -311,17 +311,15 @@ type execer interface {
 // the event is on the topic.
 func (b *bundle) eventsOf(t testing.TB, commandID string) []topics.Event {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		evs := b.scan(t, b.names.Events, func(r *kgo.Record) (topics.Event, bool) {
+	var evs []topics.Event
+	eventually(t, 10*time.Second, "an event of "+commandID, func() bool {
+		evs = b.scan(t, b.names.Events, func(r *kgo.Record) (topics.Event, bool) {
 			ev, err := topics.DecodeEvent(r.Value)
 			return ev, err == nil && ev.CommandID == commandID
 		})
-		if len(evs) > 0 || time.Now().After(deadline) {
-			return evs
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(evs) > 0
+	})
+	return evs
 }
 
 // commandsOf counts the records on the commands topic carrying commandID.

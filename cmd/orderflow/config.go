@@ -209,9 +209,6 @@ func (f envFlags) parse(args []string) error {
 // given says whether the setting was given on the command line; only
 // known after parse.
 func (f envFlags) given(name string) bool {
-	if f.st == nil {
-		return false
-	}
 	s := f.st.byName[name]
 	return s != nil && s.flag
 }

@@ -43,9 +43,16 @@ type Result struct {
 	// Notes are free-form settings worth showing (partitions, shares...).
 	Notes map[string]string `json:"notes,omitempty"`
 	// Parts are the latencies of named subsets of the measured requests
-	// (readload: first reads of an order and repeats).
+	// (readload: PartFirstRead, PartRepeatRead, PartSendLag).
 	Parts map[string]Latency `json:"parts,omitempty"`
 }
+
+// The parts of a read result, named once for readload and the report.
+const (
+	PartFirstRead  = "first read of an order" // the run's first read of it: mostly a cache miss
+	PartRepeatRead = "repeat read"            // read before in the run: a cache hit
+	PartSendLag    = "send lag"               // due time to sending: the generator's own delay, inside the latency
+)
 
 // EncodeResult writes r as indented JSON to w.
 func EncodeResult(w io.Writer, r *Result) error {

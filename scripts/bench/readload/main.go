@@ -84,12 +84,11 @@ func run(ctx context.Context) error {
 	from := start.Add(warmup)
 	for w := range workers {
 		wg.Go(func() {
-			var h, hf, hr, hl benchkit.Histogram
+			var hf, hr, hl benchkit.Histogram
 			g := *proto // a connection of its own
 			defer g.close()
 			defer func() {
 				mu.Lock()
-				hist.Merge(&h)
 				firsts.Merge(&hf)
 				repeat.Merge(&hr)
 				lag.Merge(&hl)
@@ -118,7 +117,6 @@ func run(ctx context.Context) error {
 				if due.Before(from) {
 					continue
 				}
-				h.Record(now.Sub(due))
 				hl.Record(sent.Sub(due))
 				if first[i] {
 					hf.Record(now.Sub(due))
@@ -129,6 +127,8 @@ func run(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	hist.Merge(&firsts)
+	hist.Merge(&repeat)
 	window := duration - warmup
 	res := &benchkit.Result{
 		Name: name, Kind: "read", OfferedRate: float64(rate), Seconds: window.Seconds(),
@@ -136,8 +136,7 @@ func run(ctx context.Context) error {
 		Sent: int64(total), Received: okN.Load(), Errors: failedN.Load() + notOK.Load(), Concurrency: workers,
 		Notes: map[string]string{"ids": strconv.Itoa(len(orders)), "loop": "open", "latency": "from intended send time"},
 		Parts: map[string]benchkit.Latency{
-			"first read of an order": firsts.Summary(), "repeat read": repeat.Summary(),
-			"send lag": lag.Summary(), // due time to sending: the generator's own delay, inside the latency
+			benchkit.PartFirstRead: firsts.Summary(), benchkit.PartRepeatRead: repeat.Summary(), benchkit.PartSendLag: lag.Summary(),
 		},
 	}
 	res.Ratio = res.Throughput / float64(rate)

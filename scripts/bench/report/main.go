@@ -285,13 +285,13 @@ func describe(res *benchkit.Result) string {
 // order (mostly misses of the API's cache, answered by PostgreSQL) and
 // repeats (hits).
 func readParts(res *benchkit.Result) string {
-	first, repeat := res.Parts["first read of an order"], res.Parts["repeat read"]
+	first, repeat := res.Parts[benchkit.PartFirstRead], res.Parts[benchkit.PartRepeatRead]
 	if first.Count == 0 && repeat.Count == 0 {
 		return ""
 	}
 	out := fmt.Sprintf(" (first reads of an order, mostly cache misses: %d, p99 %s ms; repeats, cache hits: %d, p99 %s ms",
 		first.Count, ms(first.P99), repeat.Count, ms(repeat.P99))
-	if lag, ok := res.Parts["send lag"]; ok {
+	if lag, ok := res.Parts[benchkit.PartSendLag]; ok {
 		out += fmt.Sprintf("; the generator's own delay in sending, counted in: p50 %s, p99 %s ms", ms(lag.P50), ms(lag.P99))
 	}
 	return out + ")"
