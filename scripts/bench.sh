@@ -129,9 +129,12 @@ fi
 POSTMASTER_PID=$(head -1 .stack/pg/data/postmaster.pid 2>/dev/null || echo 0)
 # cpu NAME SECONDS: who uses the CPUs during the measured window of the run
 # about to start (its 3 s warm-up skipped), into cpu-NAME.txt.
+# The broker's stop-the-world pauses per window too (scripts/stack.sh logs them).
+KAFKA_GC_LOG=$ROOT/.stack/kafka/logs/gc.log
+[[ -f $KAFKA_GC_LOG ]] || KAFKA_GC_LOG=
 cpu() {
 	"$BIN/cpusnap" -bin "$BIN" -kafka-pid "$KAFKA_PID" -postmaster-pid "$POSTMASTER_PID" -skip 3s \
-		-duration "$(($2 - 3))s" -out "$OUT/cpu-$1.txt" &
+		${KAFKA_GC_LOG:+-kafka-gc-log "$KAFKA_GC_LOG"} -duration "$(($2 - 3))s" -out "$OUT/cpu-$1.txt" &
 }
 
 # bench NAME PREFIX ARGS...: one orderflow bench run, result in NAME.json.
@@ -197,7 +200,7 @@ disk = $(df -h "$ROOT" | awk 'NR == 2 {print $1 ", " $2}') (fsync of 8 kB: see p
 kernel = $(uname -r)
 load average at start = $(cut -d' ' -f1-3 /proc/loadavg)
 Go = $(go version | awk '{print $3}')
-Kafka = $kafka_version (one KRaft node, heap ${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m})
+Kafka = $kafka_version (one KRaft node, heap ${KAFKA_HEAP_OPTS:--Xms1g -Xmx1g}, G1 with 20 ms pause goal)
 PostgreSQL = $pg_version (shared_buffers 256MB, fsync on, synchronous_commit on)
 franz-go = $(go list -m -f '{{.Version}}' github.com/twmb/franz-go)
 pgx = $(go list -m -f '{{.Version}}' github.com/jackc/pgx/v5)

@@ -39,7 +39,14 @@ KAFKA_PORT=${KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19093}
 PG_PORT=${PG_PORT:-15432}
 ORDERFLOW_HTTP_PORT=${ORDERFLOW_HTTP_PORT:-8080}
-KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
+# The JVM settings Kafka's own start scripts use (kafka-server-start.sh sets the
+# heap, kafka-run-class.sh the collector), as the apache/kafka image in
+# docker-compose.yml gets them. A heap that may shrink to a few hundred MB
+# leaves G1 a young generation of ~40 MB once the broker has run for a while:
+# after a `make bench` it collected every 0.56 s, ~10 ms each with both cores,
+# a stall that every request in flight on the machine then waited out.
+KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms1g -Xmx1g}
+KAFKA_JVM_PERFORMANCE_OPTS=${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent}
 # Cold JVM start plus storage recovery on 2 cores takes ~10 s; 90 s means "broken".
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 PG_START_TIMEOUT=${PG_START_TIMEOUT:-60}
@@ -248,8 +255,9 @@ kafka_up() {
 	[[ -f $server_log ]] && offset=$(stat -c %s "$server_log")
 	# setsid: own session, so Ctrl-C on `make run` or a closed terminal does not kill
 	# the broker. 9>&-: the broker must not inherit (and hold) our stack lock.
-	# shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM flags
-	setsid nohup java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+	# shellcheck disable=SC2086 # the *_OPTS are lists of JVM flags
+	setsid nohup java $KAFKA_HEAP_OPTS $KAFKA_JVM_PERFORMANCE_OPTS -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+		-Xlog:gc:file="$KAFKA_DIR/logs/gc.log":time,uptime:filecount=2,filesize=20M \
 		-Dlog4j2.configurationFile="$KAFKA_DIR/config/log4j2.properties" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
 		-cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/config/server.properties" \
 		>"$KAFKA_DIR/logs/stdout.log" 2>&1 </dev/null 9>&- &

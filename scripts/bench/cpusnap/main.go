@@ -4,9 +4,12 @@
 // load generators, and everything else on the machine (other people's
 // work). On a 2-core machine that shares everything, this says what is in
 // the way of more throughput. It samples /proc once a second and writes
-// average cores per group as key=value lines.
+// average cores per group as key=value lines. Given the broker's GC log, it
+// also counts the broker's stop-the-world pauses in the window: with both
+// cores in the collector, a pause stalls everything on the machine.
 //
-//	cpusnap -bin .stack/bench/run-1/bin -kafka-pid 123 -postmaster-pid 456 -skip 3s -duration 17s -out cpu-e2e-5000.txt
+//	cpusnap -bin .stack/bench/run-1/bin -kafka-pid 123 -postmaster-pid 456 -kafka-gc-log .stack/kafka/logs/gc.log \
+//		-skip 3s -duration 17s -out cpu-e2e-5000.txt
 package main
 
 import (
@@ -30,6 +33,7 @@ func main() {
 	log.SetPrefix("cpusnap: ")
 	var (
 		bin, dbPrefix, out string
+		gcLog              string
 		kafkaPid, pgPid    int
 		skip, duration     time.Duration
 	)
@@ -39,6 +43,7 @@ func main() {
 	flag.StringVar(&dbPrefix, "db-prefix", "orderflow_bench", "backends of databases with this prefix count as the benchmark's")
 	flag.DurationVar(&skip, "skip", 0, "wait this long before measuring (the run's warm-up)")
 	flag.DurationVar(&duration, "duration", 10*time.Second, "how long to measure")
+	flag.StringVar(&gcLog, "kafka-gc-log", "", "the broker's GC log (-Xlog:gc with the time decorator), for its pauses in the window")
 	flag.StringVar(&out, "out", "-", "result file")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -81,6 +86,13 @@ loop:
 	fmt.Fprintf(&b, "other processes = %.2f\n", max(used-known, 0))
 	fmt.Fprintf(&b, "idle = %.2f\n", max(cores-used, 0))
 	fmt.Fprintf(&b, "cores = %.0f\n", cores)
+	if gcLog != "" {
+		if n, ms, err := gcPauses(gcLog, start, start.Add(time.Duration(secs*float64(time.Second)))); err != nil {
+			log.Printf("kafka gc log: %v", err)
+		} else {
+			fmt.Fprintf(&b, "kafka gc pauses = %d\nkafka gc pause ms = %.1f\n", n, ms)
+		}
+	}
 	if out == "-" || out == "" {
 		fmt.Print(b.String())
 		return
@@ -235,4 +247,50 @@ func machineTicks() (busy, total uint64) {
 		}
 	}
 	return busy, total
+}
+
+// gcPauses counts the stop-the-world pauses that a JVM's -Xlog:gc log
+// records as ending in [from, to), and sums their length. A line looks like
+//
+//	[2026-11-26T07:40:01.123+0000][12.345s] GC(12) Pause Young (Normal) (G1 Evacuation Pause) 300M->50M(1024M) 9.876ms
+//
+// (the concurrent phases of G1 are logged as "Concurrent ...", not counted).
+func gcPauses(path string, from, to time.Time) (n int, ms float64, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		at, d, ok := parsePause(line)
+		if ok && !at.Before(from) && at.Before(to) {
+			n++
+			ms += d
+		}
+	}
+	return n, ms, nil
+}
+
+// parsePause reads the end time and the milliseconds of a pause line.
+func parsePause(line string) (time.Time, float64, bool) {
+	if !strings.HasPrefix(line, "[") || !strings.Contains(line, " Pause ") {
+		return time.Time{}, 0, false
+	}
+	stamp, _, ok := strings.Cut(line[1:], "]")
+	if !ok {
+		return time.Time{}, 0, false
+	}
+	at, err := time.Parse("2006-01-02T15:04:05.000-0700", stamp)
+	if err != nil {
+		return time.Time{}, 0, false
+	}
+	f := strings.Fields(line)
+	last := f[len(f)-1]
+	if !strings.HasSuffix(last, "ms") {
+		return time.Time{}, 0, false
+	}
+	d, err := strconv.ParseFloat(strings.TrimSuffix(last, "ms"), 64)
+	if err != nil {
+		return time.Time{}, 0, false
+	}
+	return at, d, true
 }

@@ -540,10 +540,12 @@ func (r *runData) cpuTable(p func(string, ...any)) {
 	p("Average cores busy during each measured window (of %s), sampled from /proc once a second by", cmp.Or(pair(readPairs(files[0]), "cores"), "2"))
 	p("`scripts/bench/cpusnap`. *postgres* is this stack's server (backends of the benchmark databases and the")
 	p("shared background processes); *other processes* is everything else on the machine: other people's builds,")
-	p("tests and stacks, which this shared machine runs at the same time.")
+	p("tests and stacks, which this shared machine runs at the same time. *Kafka GC pauses* are the broker's")
+	p("stop-the-world collections in the window (count, total ms, from its GC log): G1 uses both cores then, so")
+	p("each one stalls everything on the machine.")
 	p("")
-	p("| run | achieved/s | %s | CPU µs per transition (kafka + postgres + serve) |", strings.Join(cols, " | "))
-	p("|---|---|%s---|", strings.Repeat("---|", len(cols)))
+	p("| run | achieved/s | %s | Kafka GC pauses | CPU µs per transition (kafka + postgres + serve) |", strings.Join(cols, " | "))
+	p("|---|---|%s---|---|", strings.Repeat("---|", len(cols)))
 	type row struct {
 		name, line   string
 		order, group int // b1/1M/plain; plain rate points before variants
@@ -586,7 +588,12 @@ func (r *runData) cpuTable(p func(string, ...any)) {
 		case strings.Contains(name, "hot") || strings.Contains(name, "read"):
 			rw.group = 1
 		}
-		rw.line = fmt.Sprintf("| %s | %s | %s | %s |", name, f0(achieved), strings.Join(cells, " | "), per)
+		gc := "–"
+		if n := pair(kv, "kafka gc pauses"); n != "" {
+			ms, _ := strconv.ParseFloat(pair(kv, "kafka gc pause ms"), 64)
+			gc = fmt.Sprintf("%s / %.0f ms", n, ms)
+		}
+		rw.line = fmt.Sprintf("| %s | %s | %s | %s | %s |", name, f0(achieved), strings.Join(cells, " | "), gc, per)
 		rows = append(rows, rw)
 	}
 	slices.SortFunc(rows, func(a, b row) int {
