@@ -127,11 +127,11 @@ if ((kafka_dirs > 1000)); then
 		"'make reset' (keeps the jars) gives figures of orderflow rather than of those" >&2
 fi
 POSTMASTER_PID=$(head -1 .stack/pg/data/postmaster.pid 2>/dev/null || echo 0)
-# cpu NAME SECONDS: who uses the CPUs during the measured window of the run
-# about to start (its 3 s warm-up skipped), into cpu-NAME.txt.
-# The broker's stop-the-world pauses per window too (scripts/stack.sh logs them).
+# The broker's GC log (scripts/stack.sh writes it): cpusnap counts its pauses per window.
 KAFKA_GC_LOG=$ROOT/.stack/kafka/logs/gc.log
 [[ -f $KAFKA_GC_LOG ]] || KAFKA_GC_LOG=
+# cpu NAME SECONDS: who uses the CPUs during the measured window of the run
+# about to start (its 3 s warm-up skipped), into cpu-NAME.txt.
 cpu() {
 	"$BIN/cpusnap" -bin "$BIN" -kafka-pid "$KAFKA_PID" -postmaster-pid "$POSTMASTER_PID" -skip 3s \
 		${KAFKA_GC_LOG:+-kafka-gc-log "$KAFKA_GC_LOG"} -duration "$(($2 - 3))s" -out "$OUT/cpu-$1.txt" &
@@ -192,6 +192,8 @@ go build -o "$BIN/" ./scripts/bench/pgbatch ./scripts/bench/ref ./scripts/bench/
 log "machine"
 pg_version=$(psql "$DATABASE_URL" -XtAc 'SHOW server_version' 2>/dev/null || echo "?")
 kafka_version=$(grep -m1 '^KAFKA_VERSION=' scripts/stack.sh | cut -d= -f2)
+# The running broker's heap and collector, as it was started.
+kafka_jvm=$({ tr '\0' '\n' <"/proc/$KAFKA_PID/cmdline"; } 2>/dev/null | grep -E '^-(Xm[sx]|XX:\+Use.*GC$|XX:MaxGCPauseMillis)' | paste -sd' ' || true)
 cat >"$OUT/machine.txt" <<EOF
 CPU = $(lscpu | sed -n 's/^Model name: *//p' | head -1)
 cores (nproc) = $(nproc)
@@ -200,7 +202,7 @@ disk = $(df -h "$ROOT" | awk 'NR == 2 {print $1 ", " $2}') (fsync of 8 kB: see p
 kernel = $(uname -r)
 load average at start = $(cut -d' ' -f1-3 /proc/loadavg)
 Go = $(go version | awk '{print $3}')
-Kafka = $kafka_version (one KRaft node, heap ${KAFKA_HEAP_OPTS:--Xms1g -Xmx1g}, G1 with 20 ms pause goal)
+Kafka = $kafka_version (one KRaft node, JVM ${kafka_jvm:-?})
 PostgreSQL = $pg_version (shared_buffers 256MB, fsync on, synchronous_commit on)
 franz-go = $(go list -m -f '{{.Version}}' github.com/twmb/franz-go)
 pgx = $(go list -m -f '{{.Version}}' github.com/jackc/pgx/v5)
