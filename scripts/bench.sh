@@ -93,6 +93,13 @@ trap cleanup EXIT
 # checkpoint flushes PostgreSQL's dirty pages now, so that the WAL one phase
 # wrote (B2 writes gigabytes) is not checkpointed in the middle of the next.
 checkpoint() { psql "$DATABASE_URL" -Xqc CHECKPOINT >/dev/null 2>&1 || true; }
+# done_with DB: a phase's database goes as soon as no later phase reads it.
+# Kept, its autovacuum (gigabytes of B2's and the sweep's rows) runs during
+# the next phases: B2's, with log_autovacuum_min_duration = 0, ran through
+# the first pass of the sweep. BENCH_KEEP=1 keeps every database to the end.
+done_with() {
+	[[ -n ${BENCH_KEEP:-} ]] || "$BIN/pgbatch" -db "$1" -drop || true
+}
 
 SERVE_PID=
 # start_serve PREFIX DB: orderflow serve as a separate process, waited for
@@ -223,6 +230,7 @@ PIDS+=("$REF_PID")
 for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$REF_PORT/" && break; sleep 0.1; done
 "$BIN/ref" load -url "http://127.0.0.1:$REF_PORT" -concurrency 32 -duration "${REF_SECS}s" -out "$OUT/ref.json"
 stop_pid "$REF_PID"
+done_with "$DB_PG"
 
 log "B1: Kafka exactly-once relay without a database"
 NOSHARES=(-invalid 0 -duplicate 0 -conflict 0) # the relay keeps no state to reject or de-duplicate with
@@ -304,6 +312,8 @@ if [[ -f $OUT/cpu.pprof ]]; then
 	mv "$OUT/profile-load.json" "$OUT/profile-load.json.txt" # the load behind the profile, not a figure
 fi
 
+done_with "$DB_E2E"
+
 log "1M live orders: preload $BENCH_PRELOAD, then 1,000/s and the highest sustained rate again"
 "$BIN/pgbatch" -db "$DB_1M" -recreate -preload "$BENCH_PRELOAD"
 checkpoint
@@ -372,6 +382,8 @@ if ((best > 1000)) && [[ -n $lower ]] && [[ -z $(kept e2e-1m "$best") ]]; then
 fi
 stop_serve
 
+done_with "$DB_1M"
+
 log "fewer partitions: the same points with ORDERFLOW_PARTITIONS=3 (bigger batches at the same rate)"
 "$BIN/pgbatch" -db "$DB_P3" -recreate-only
 checkpoint
@@ -404,7 +416,7 @@ hot keys = 50 % of commands on 1 % of the in-flight orders, at 5,000/s
 burst = $BENCH_BURST commands
 live orders (1M runs) = $BENCH_PRELOAD preloaded (orders, commands and transitions rows), lifecycles continue them; $BENCH_REPEAT passes per point, as for the sweep
 fewer partitions (p3 runs) = ORDERFLOW_PARTITIONS=3, otherwise as the sweep; $BENCH_REPEAT passes per point
-checkpoints = a CHECKPOINT before each end-to-end phase (sweep, reads, 1M, p3) and each pass of the sweep, 1M and p3 (a pass's 1,000/s point follows the previous pass's top rate), so one phase's WAL is not flushed during the next
+checkpoints = a CHECKPOINT before each end-to-end phase (sweep, reads, 1M, p3) and each pass of the sweep, 1M and p3 (a pass's 1,000/s point follows the previous pass's top rate), so one phase's WAL is not flushed during the next; a phase's database is dropped once no later phase reads it, so its autovacuum does not run in the next
 B2 writers = $PARTITIONS concurrent, one per partition, ${B2_SECS}s per batch size
 REF = 32 closed-loop clients, ${REF_SECS}s, PostgreSQL pool 32
 reads = 5,000 GET/s open loop, 64 keep-alive HTTP/1.1 connections, each sending its share of the schedule when due (readload speaks HTTP itself: lighter than net/http on the shared machine), ${READ_SECS}s with transitions, ${READ_ALONE_SECS}s alone
