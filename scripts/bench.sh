@@ -94,9 +94,10 @@ trap cleanup EXIT
 # wrote (B2 writes gigabytes) is not checkpointed in the middle of the next.
 checkpoint() { psql "$DATABASE_URL" -Xqc CHECKPOINT >/dev/null 2>&1 || true; }
 # done_with DB: a phase's database goes as soon as no later phase reads it.
-# Kept, its autovacuum (gigabytes of B2's and the sweep's rows) runs during
+# Kept, its autovacuum (millions of B2's and the sweep's rows) runs during
 # the next phases: B2's, with log_autovacuum_min_duration = 0, ran through
-# the first pass of the sweep. BENCH_KEEP=1 keeps every database to the end.
+# B1 and the sweep's warm-up and ended seconds before the sweep's first
+# measured window. BENCH_KEEP=1 keeps every database to the end.
 done_with() {
 	[[ -n ${BENCH_KEEP:-} ]] || "$BIN/pgbatch" -db "$1" -drop || true
 }
