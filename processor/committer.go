@@ -50,15 +50,14 @@ func (p *Processor) runCommitter(ctx context.Context) {
 func (p *Processor) gather(ctx context.Context) []*commitReq {
 	p.gathering.Lock()
 	defer p.gathering.Unlock()
-	var reqs []*commitReq
+	var first *commitReq
 	select {
 	case <-ctx.Done():
 		return nil
-	case r := <-p.commits:
-		reqs = append(reqs, r)
+	case first = <-p.commits:
 	}
 	runtime.Gosched()
-	n := len(reqs[0].items)
+	reqs, n := []*commitReq{first}, len(first.items)
 	for n < p.cfg.MaxBatch {
 		select {
 		case r := <-p.commits:

@@ -402,6 +402,7 @@ for pass in $(seq "$BENCH_REPEAT"); do
 done
 stop_serve
 PARTITIONS=$PARTITIONS_SAVED
+done_with "$DB_P3"
 
 minutes=$(awk "BEGIN { printf \"%.1f\", ($SECONDS - $START) / 60 }")
 cat >"$OUT/settings.txt" <<EOF
@@ -427,10 +428,8 @@ log "report"
 "$BIN/report" -results "$OUT" -docs docs
 
 if [[ -z ${BENCH_KEEP:-} ]]; then
-	# Gigabytes per run: topics and databases go unless asked to stay.
+	# Gigabytes per run: topics go unless asked to stay (done_with dropped
+	# each database after its phase).
 	"$BIN/relay" -delete-topics "$RUN." >/dev/null 2>&1 || true
-	for db in "$DB_E2E" "$DB_PG" "$DB_1M" "$DB_P3"; do
-		"$BIN/pgbatch" -db "$db" -drop || true
-	done
 fi
 log "done in $minutes min; results in ${OUT#"$ROOT"/}, report in docs/benchmarks.md"

@@ -73,7 +73,8 @@ loop:
 	}
 	s.sample(false)
 	busy1, total1 := machineTicks()
-	secs := time.Since(start).Seconds()
+	end := time.Now()
+	secs := end.Sub(start).Seconds()
 	cores := float64(total1-total0) / float64(ticksPerSec) / secs // online CPUs, as /proc/stat sees them
 	var b strings.Builder
 	known := 0.0
@@ -87,7 +88,7 @@ loop:
 	fmt.Fprintf(&b, "idle = %.2f\n", max(cores-used, 0))
 	fmt.Fprintf(&b, "cores = %.0f\n", cores)
 	if gcLog != "" {
-		if n, ms, err := gcPauses(gcLog, start, start.Add(time.Duration(secs*float64(time.Second)))); err != nil {
+		if n, ms, err := gcPauses(gcLog, start, end); err != nil {
 			log.Printf("kafka gc log: %v", err)
 		} else {
 			fmt.Fprintf(&b, "kafka gc pauses = %d\nkafka gc pause ms = %.1f\n", n, ms)

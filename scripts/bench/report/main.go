@@ -590,8 +590,8 @@ func (r *runData) cpuTable(p func(string, ...any)) {
 		}
 		gc := "–"
 		if n := pair(kv, "kafka gc pauses"); n != "" {
-			ms, _ := strconv.ParseFloat(pair(kv, "kafka gc pause ms"), 64)
-			gc = fmt.Sprintf("%s / %.0f ms", n, ms)
+			pauses, _ := strconv.ParseFloat(pair(kv, "kafka gc pause ms"), 64)
+			gc = fmt.Sprintf("%s / %.0f ms", n, pauses)
 		}
 		rw.line = fmt.Sprintf("| %s | %s | %s | %s | %s |", name, f0(achieved), strings.Join(cells, " | "), gc, per)
 		rows = append(rows, rw)
